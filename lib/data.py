@@ -1,0 +1,131 @@
+"""Datasets and data loaders for training: the split, augmentation and batching of pairs."""
+
+import signal
+import warnings
+from pathlib import Path
+
+import gin
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from lib.errors import UserError
+from lib.pairs import SPLIT_NAMES, Pair, read_image, read_mask, read_split, scan_root, split_pairs, write_split
+from lib.preprocess import Preprocess
+from lib.transforms import EvalTransform, TrainTransform
+
+
+class SegmentationDataset:
+    """Map-style dataset of (image, mask) after a transform; plain, so tests build it directly.
+
+    A file that still fails to decode here (a corrupt body behind a valid header) is reported
+    and replaced by the next sample, rather than killing a long run in a worker.
+    """
+
+    def __init__(self, pairs: list[Pair], transform, seed: int = 0):
+        self.pairs = pairs
+        self.transform = transform
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Called before each epoch; workers get a fresh copy of the dataset when they start."""
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def load(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        pair = self.pairs[index]
+        image, mask = read_image(pair.image_path), read_mask(pair.mask_path, pair.layout)
+        if image.shape[:2] != mask.shape:
+            raise OSError(f"{pair.mask_path}: mask size {mask.shape} differs from its image's {image.shape[:2]}")
+        return image, mask
+
+    def __getitem__(self, index: int) -> dict:
+        for offset in range(len(self.pairs)):
+            i = (index + offset) % len(self.pairs)
+            try:
+                image, mask = self.load(i)
+                break
+            except OSError as error:
+                warnings.warn(f"skipping {error}", stacklevel=1)
+        else:
+            raise UserError("no readable pair left in the dataset")
+        seed = (self.seed * 1_000_003 + self.epoch) * 10_000_019 + index
+        sample = self.transform(image=image, mask=mask, seed=seed % 2**32)
+        return {"image": sample["image"], "mask": sample["mask"], "index": index}
+
+
+@gin.configurable
+def make_splits(
+    roots: list[str] = gin.REQUIRED,
+    split: tuple[float, float, float] = (0.8, 0.1, 0.1),
+    seed: int = 0,
+) -> tuple[dict[str, list[Pair]], list[str]]:
+    """Scan each data root and split it on its own, so every split has the same mix of kinds.
+
+    Returns the splits and one report per root that had files left out.
+    """
+    if isinstance(roots, str):
+        roots = [roots]
+    if not roots:
+        raise UserError("make_splits.roots is empty: give at least one data folder")
+    splits = {name: [] for name in SPLIT_NAMES}
+    reports = []
+    for root in roots:
+        scan = scan_root(root)
+        if scan.report():
+            reports.append(scan.report())
+        if not scan.pairs:
+            raise UserError(
+                f"data root {root} ({scan.layout} layout) has no usable image/mask pairs"
+                + (f":\n{scan.report()}" if scan.report() else "")
+            )
+        for name, pairs in split_pairs(scan.pairs, split, seed).items():
+            splits[name] += pairs
+    if not splits["train"]:
+        raise UserError(f"make_splits.split={tuple(split)} leaves no training pairs")
+    return splits, reports
+
+
+def save_splits(run_dir: Path, splits: dict[str, list[Pair]]) -> None:
+    (run_dir / "splits").mkdir(parents=True, exist_ok=True)
+    for name, pairs in splits.items():
+        write_split(run_dir / "splits" / f"{name}.tsv", pairs)
+
+
+def load_splits(run_dir: Path) -> dict[str, list[Pair]]:
+    return {name: read_split(run_dir / "splits" / f"{name}.tsv") for name in SPLIT_NAMES}
+
+
+def _ignore_sigint(worker_id: int) -> None:
+    # Ctrl-C reaches the whole process group; the main process stops the run cleanly after the
+    # step, which needs the workers alive until then.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@gin.configurable
+def build_dataloaders(
+    splits: dict[str, list[Pair]],
+    input_size: tuple[int, int] = (384, 288),
+    batch_size: int = 8,
+    val_batch_size: int | None = None,
+    num_workers: int = 4,
+    augment_strength: float = 1.0,
+    seed: int = 0,
+) -> tuple[DataLoader, DataLoader, Preprocess]:
+    """input_size is (height, width), portrait 3:4 like the photos; both multiples of 32."""
+    height, width = input_size
+    if height % 32 or width % 32 or min(height, width) < 32:
+        raise UserError(
+            f"build_dataloaders.input_size={tuple(input_size)}: height and width must be positive "
+            "multiples of 32 (the encoders downsample 5 times; UNet++ fails otherwise)"
+        )
+    prep = Preprocess(input_size=(height, width))
+    train_set = SegmentationDataset(splits["train"], TrainTransform(prep, augment_strength), seed=seed)
+    val_set = SegmentationDataset(splits["val"], EvalTransform(prep), seed=seed)
+    workers = {"worker_init_fn": _ignore_sigint, "num_workers": num_workers, "persistent_workers": False, "pin_memory": torch.cuda.is_available()}
+    train_dl = DataLoader(train_set, batch_size=batch_size, shuffle=True, drop_last=len(train_set) > batch_size, **workers)
+    val_dl = DataLoader(val_set, batch_size=val_batch_size or batch_size, shuffle=False, **workers)
+    return train_dl, val_dl, prep

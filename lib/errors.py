@@ -1,0 +1,28 @@
+"""One exception type for problems the user can fix: a file, a flag, a config value."""
+
+import sys
+from collections.abc import Callable
+
+
+class UserError(Exception):
+    """Bad input with a message that names the file or flag and what was expected.
+
+    Entry scripts print the message alone (no traceback) and exit with status 2: the traceback
+    of a library deep inside would only hide what the user has to change.
+    """
+
+    exit_code = 2
+
+
+def run_cli(main: Callable[[], object]) -> None:
+    """Run an entry script's main(); turn UserError and Ctrl-C into a message and an exit status."""
+    try:
+        main()
+    except UserError as error:
+        # gin appends "In call to configurable ..." lines to exceptions it passes through
+        message = str(error).split("\n  In call to configurable")[0]
+        print(f"error: {message}", file=sys.stderr)
+        sys.exit(error.exit_code)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)

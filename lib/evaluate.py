@@ -1,0 +1,193 @@
+"""Score a model on photos at each mask's own resolution: what a user of the mask would see."""
+
+import heapq
+import json
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from lib import metrics
+from lib.pairs import SPLIT_NAMES, Pair, read_mask, read_split, scan_root
+from lib.errors import UserError
+from lib.inference import Segmenter, load_segmenter
+from lib.pictures import prediction_row, save_grid
+
+SPLIT_CHOICES = (*SPLIT_NAMES, "all")
+
+
+class RawPairs:
+    """(index, BGR image, {0,1} mask) at full resolution, decoded in DataLoader workers."""
+
+    def __init__(self, pairs: list[Pair]):
+        self.pairs = pairs
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, i: int):
+        pair = self.pairs[i]
+        image = cv2.imread(str(pair.image_path), cv2.IMREAD_COLOR)
+        if image is None:
+            raise UserError(f"{pair.image_path}: not a readable image")
+        mask = read_mask(pair.mask_path, pair.layout)
+        if mask.shape != image.shape[:2]:
+            raise UserError(f"{pair.mask_path}: mask {mask.shape} and image {image.shape[:2]} differ in size")
+        return i, image, mask
+
+
+def _as_list(batch):
+    return batch
+
+
+def bce(prob: np.ndarray, truth: np.ndarray) -> float:
+    """Binary cross-entropy of the probability map (the reference's loss, at mask resolution)."""
+    p = np.clip(prob, 1e-7, 1 - 1e-7)
+    t = truth.astype(np.float32)
+    return float(-(t * np.log(p) + (1 - t) * np.log1p(-p)).mean())
+
+
+def score(
+    segmenter: Segmenter,
+    pairs: list[Pair],
+    batch_size: int = 8,
+    tta: bool = False,
+    num_workers: int = 2,
+    n_worst: int = 6,
+    progress: bool = True,
+) -> dict:
+    """Metrics over `pairs`, overall and per data root, and the worst images' indices."""
+    loader = DataLoader(RawPairs(pairs), batch_size=batch_size, num_workers=num_workers, collate_fn=_as_list)
+    stats = np.zeros((len(pairs), 4), np.int64)
+    losses, boundaries = np.zeros(len(pairs)), np.zeros(len(pairs))
+    for batch in tqdm(loader, desc="evaluate", unit="batch", disable=not progress, leave=False):
+        probs = segmenter.predict_many([image for _, image, _ in batch], tta=tta)
+        for (i, _, truth), prob in zip(batch, probs, strict=True):
+            stats[i] = metrics.confusion_np(prob, truth)
+            losses[i] = bce(prob, truth)
+            boundaries[i] = metrics.boundary_f(prob > 0.5, truth)
+    ious = metrics.per_image_iou(stats)
+
+    def summary(index: np.ndarray) -> dict:
+        out = metrics.summarize(stats[index])
+        out["loss"] = float(losses[index].mean()) if len(index) else float("nan")
+        out["boundary_f"] = float(boundaries[index].mean()) if len(index) else float("nan")
+        return out
+
+    roots = sorted({p.root for p in pairs})
+    by_root = {r: summary(np.array([i for i, p in enumerate(pairs) if p.root == r])) for r in roots}
+    worst = heapq.nsmallest(n_worst, range(len(pairs)), key=lambda i: ious[i])
+    per_image = [
+        {"image": str(p.image_path), "iou": float(ious[i]), "boundary_f": float(boundaries[i])} for i, p in enumerate(pairs)
+    ]
+    return {**summary(np.arange(len(pairs))), "by_root": by_root, "worst": worst, "per_image": per_image}
+
+
+def save_worst(path: Path, segmenter: Segmenter, pairs: list[Pair], result: dict, tta: bool = False) -> None:
+    """image | truth | prediction | blurred preview | error map, for the lowest-IoU photos."""
+    rows, titles = [], []
+    for i in result["worst"]:
+        _, image, truth = RawPairs(pairs)[i]
+        prob = segmenter.predict_many([image], tta=tta)[0]
+        rows.append(prediction_row(cv2.cvtColor(image, cv2.COLOR_BGR2RGB), truth, prob, with_errors=True))
+        titles.append(f"IoU {result['per_image'][i]['iou']:.3f}  {pairs[i].image}")
+    if rows:
+        save_grid(path, rows, titles)
+
+
+def find_run_dir(model_path: Path, info: dict) -> Path | None:
+    """The run folder that wrote this model: recorded in its metadata, or two levels up."""
+    candidates = [Path(info.get("meta", {}).get("run_dir", "")), model_path.resolve().parent.parent]
+    return next((c for c in candidates if str(c) not in ("", ".") and (c / "splits").is_dir()), None)
+
+
+def select_pairs(model_path: Path, info: dict, data: list[str] | None, split: str | None) -> tuple[list[Pair], str, Path | None]:
+    """Which photos to score: --data roots (all pairs), or the run's own split lists."""
+    if split is not None and split not in SPLIT_CHOICES:
+        raise UserError(f"--split {split}: expected one of {', '.join(SPLIT_CHOICES)}")
+    if data:
+        if split not in (None, "all"):
+            raise UserError(
+                f"--split {split} with --data: a run's splits cover only its own data; "
+                "use --split all, or leave out --data to use the run's split lists"
+            )
+        pairs = []
+        for root in data:
+            scan = scan_root(root)
+            if scan.report():
+                print(scan.report())
+            pairs += scan.pairs
+        if not pairs:
+            raise UserError(f"--data {' '.join(data)}: no usable image/mask pairs found")
+        return pairs, "all", None
+    split = split or "test"
+    run_dir = find_run_dir(model_path, info)
+    if run_dir is None:
+        raise UserError(
+            f"{model_path}: no run folder with split lists found (looked in its metadata and "
+            f"{model_path.resolve().parent.parent}/splits); pass --data ROOT to score a data folder"
+        )
+    names = SPLIT_NAMES if split == "all" else (split,)
+    pairs = []
+    for name in names:
+        path = run_dir / "splits" / f"{name}.tsv"
+        if not path.is_file():
+            raise UserError(f"--split {split}: the run {run_dir} never wrote {path.name} (found: "
+                            f"{sorted(p.name for p in (run_dir / 'splits').glob('*.tsv'))})")  # fmt: skip
+        pairs += read_split(path)
+    if not pairs:
+        raise UserError(f"--split {split}: the run {run_dir} has no pairs in that split")
+    return pairs, split, run_dir
+
+
+def format_table(result: dict) -> str:
+    cols = ("n", "iou", "mean_iou", "median_iou", "dice", "boundary_f", "pixel_acc", "loss")
+    rows = [("all", result)] + [(Path(r).name, m) for r, m in result["by_root"].items()] * (len(result["by_root"]) > 1)
+    lines = [f"{'data':<16}" + "".join(f"{c:>11}" for c in cols)]
+    for name, m in rows:
+        lines.append(f"{name[:16]:<16}" + "".join(f"{m[c]:>11d}" if c == "n" else f"{m[c]:>11.4f}" for c in cols))
+    return "\n".join(lines)
+
+
+def evaluate(
+    ckpt: str,
+    data: list[str] | None = None,
+    split: str | None = None,
+    json_out: str | None = None,
+    tta: bool = False,
+    batch_size: int = 8,
+    device: str = "cpu",
+    backend: str | None = None,
+    num_workers: int = 2,
+    progress: bool = True,
+) -> dict:
+    """Load any model file, score it, print a table, write json and pictures of the worst images."""
+    if batch_size < 1:
+        raise UserError(f"--batch-size {batch_size}: expected a positive number")
+    model_path = Path(ckpt)
+    segmenter = load_segmenter(model_path, backend=backend, device=device)
+    pairs, split, run_dir = select_pairs(model_path, segmenter.info, data, split)
+    start = time.perf_counter()
+    result = score(segmenter, pairs, batch_size, tta, num_workers, progress=progress)
+    result.update(
+        model=str(model_path), backend=segmenter.name, split=split, tta=tta, seconds=time.perf_counter() - start,
+        data=sorted({p.root for p in pairs}),
+    )  # fmt: skip
+    print(f"{segmenter.name} on {split} ({len(pairs)} photos{', flip TTA' if tta else ''}):")
+    print(format_table(result))
+    if json_out:
+        out = Path(json_out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=2))
+        pics = out.with_name(out.stem + "_worst.png")
+    elif run_dir is not None:
+        pics = run_dir / "pics" / f"eval_{split}_{model_path.name.replace('.', '_')}_worst.png"
+    else:
+        pics = None
+    if pics is not None:
+        save_worst(pics, segmenter, pairs, result, tta)
+        print(f"worst photos: {pics}")
+    return result

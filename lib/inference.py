@@ -1,0 +1,196 @@
+"""Run a trained model on frames: the API webcam.py and evaluate.py use, for other programs too.
+
+    from lib.inference import load_segmenter
+    seg = load_segmenter("models/lite.onnx")
+    prob = seg(frame_bgr)  # HxW float32 person probability in [0, 1], any frame size
+
+One frame in, one map out, no state: temporal smoothing lives in lib.compose.
+"""
+
+import json
+import tempfile
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from lib.errors import UserError
+from lib.preprocess import Preprocess, prepare_frame, restore_size
+
+BACKENDS = ("torch", "torchscript", "onnx")
+Backend = Callable[[np.ndarray], np.ndarray]  # (N,3,H,W) float32 -> (N,1,H,W) logits
+
+
+def detect_format(path: Path) -> str:
+    if path.is_dir():
+        if (path / "person_seg.json").is_file() and (path / "config.json").is_file():
+            return "smp"
+        raise UserError(f"{path} is a folder but not an smp export (expected config.json and person_seg.json in it)")
+    suffix = path.suffix.lower()
+    if suffix in (".pt", ".pth"):
+        return "torch"
+    if suffix in (".ts", ".torchscript", ".jit"):
+        return "torchscript"
+    if suffix == ".onnx":
+        return "onnx"
+    raise UserError(f"{path}: unknown model file type {suffix!r}; expected .pt (checkpoint), .ts (TorchScript) or .onnx")
+
+
+def read_info(path: Path, fmt: str) -> dict:
+    """The metadata dict (model spec, preprocess, meta) stored in or beside an exported model."""
+    from lib.export import META_KEY
+
+    if fmt == "torch":
+        from lib.model import read_checkpoint
+
+        payload = read_checkpoint(path)
+        return {k: payload[k] for k in ("model", "preprocess", "meta")}
+    if fmt == "smp":
+        return json.loads((path / f"{META_KEY}.json").read_text())
+    if fmt == "torchscript":
+        extra = {f"{META_KEY}.json": ""}
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # torch 2.14 deprecates torch.jit.*; it still works
+                torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
+        except Exception as error:  # noqa: BLE001
+            raise UserError(f"{path}: not a readable TorchScript file ({str(error)[:200]})") from None
+        text = extra[f"{META_KEY}.json"]
+    else:
+        import onnx
+
+        try:
+            proto = onnx.load(str(path), load_external_data=False)
+        except Exception as error:  # noqa: BLE001
+            raise UserError(f"{path}: not a readable ONNX file ({str(error)[:200]})") from None
+        text = next((p.value for p in proto.metadata_props if p.key == META_KEY), "")
+    if not text:
+        raise UserError(
+            f"{path} carries no '{META_KEY}' metadata (input size, normalisation); "
+            "export it with export.py from a checkpoint of this project"
+        )
+    return json.loads(text)
+
+
+def torch_backend(model: torch.nn.Module, device) -> Backend:
+    """Puts the model in eval mode on `device`; numpy in, numpy logits out."""
+    model = model.to(device).eval()
+
+    def run(x: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return model(torch.from_numpy(x).to(device)).float().cpu().numpy()
+
+    return run
+
+
+def _onnx_backend(path: Path, device: str, threads: int | None) -> Backend:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+    providers = ["CPUExecutionProvider"]
+    if device.startswith("cuda"):
+        if "CUDAExecutionProvider" not in ort.get_available_providers():
+            raise UserError("--device cuda with the onnx backend needs onnxruntime-gpu (this onnxruntime has no CUDA provider)")
+        providers.insert(0, "CUDAExecutionProvider")
+    try:
+        session = ort.InferenceSession(str(path), options, providers=providers)
+    except Exception as error:  # noqa: BLE001
+        raise UserError(f"{path}: ONNX Runtime cannot load it ({str(error)[:200]})") from None
+    name = session.get_inputs()[0].name
+    return lambda x: session.run(None, {name: x})[0]
+
+
+def load_backend(path: Path, fmt: str, device: str = "cpu", threads: int | None = None) -> Backend:
+    """A callable for a model file of the given format (no conversion)."""
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError("--device cuda: no CUDA device is available here; use --device cpu")
+    if fmt == "torch":
+        from lib.model import load_checkpoint
+
+        return torch_backend(load_checkpoint(path)[0], device)
+    if fmt == "torchscript":
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return torch_backend(torch.jit.load(str(path), map_location="cpu"), device)
+    if fmt == "smp":
+        import segmentation_models_pytorch as smp
+
+        return torch_backend(smp.from_pretrained(str(path)), device)
+    return _onnx_backend(path, device, threads)
+
+
+def _convert(path: Path, fmt: str, backend: str) -> Path:
+    """A checkpoint run through another backend: export it to a temporary file first."""
+    if fmt != "torch":
+        raise UserError(f"--backend {backend}: {path} is a {fmt} file; only a .pt checkpoint can be converted")
+    from lib.export import export_onnx, export_torchscript
+    from lib.model import load_checkpoint
+
+    model, payload = load_checkpoint(path)
+    info = {k: payload[k] for k in ("model", "preprocess", "meta")}
+    out = Path(tempfile.mkdtemp(prefix="person-seg-")) / (path.stem + (".onnx" if backend == "onnx" else ".ts"))
+    (export_onnx if backend == "onnx" else export_torchscript)(model, info, out)
+    return out
+
+
+class Segmenter:
+    """Person probability for BGR uint8 frames of any size; preprocessing from the model file."""
+
+    def __init__(self, backend: Backend, info: dict, name: str):
+        self.backend = backend
+        self.info = info
+        self.name = name
+        self.prep = Preprocess.from_dict(info["preprocess"])
+
+    def __call__(self, frame_bgr: np.ndarray) -> np.ndarray:
+        return self.predict_many([frame_bgr])[0]
+
+    def predict_many(self, frames: list[np.ndarray], tta: bool = False) -> list[np.ndarray]:
+        """Frames that share an input shape go through the model as one batch.
+
+        tta: also run the mirrored frame and average the two probabilities.
+        """
+        prepared = [prepare_frame(f, self.prep) for f in frames]
+        probs: list[np.ndarray | None] = [None] * len(frames)
+        shapes = {x.shape for x, _ in prepared}
+        for shape in shapes:
+            idx = [i for i, (x, _) in enumerate(prepared) if x.shape == shape]
+            batch = np.concatenate([prepared[i][0] for i in idx])
+            if tta:
+                both = self.backend(np.concatenate([batch, batch[..., ::-1].copy()]))
+                logits = both[: len(idx)]
+                prob = (_sigmoid(logits) + _sigmoid(both[len(idx) :][..., ::-1])) / 2
+            else:
+                prob = _sigmoid(self.backend(batch))
+            for j, i in enumerate(idx):
+                probs[i] = restore_size(prob[j, 0], prepared[i][1], frames[i].shape[:2])
+        return probs
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return (1.0 / (1.0 + np.exp(-np.clip(x, -30, 30)))).astype(np.float32)
+
+
+def load_segmenter(path: str | Path, backend: str | None = None, device: str = "cpu", threads: int | None = None) -> Segmenter:
+    """Load a .pt checkpoint, a TorchScript .ts, an ONNX file or an smp folder.
+
+    backend: None picks the file's own (torch for .pt, torchscript for .ts, onnx for .onnx);
+    naming another converts a .pt checkpoint on the fly (into a temporary file).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"model {path} does not exist")
+    if backend is not None and backend not in BACKENDS:
+        raise UserError(f"--backend {backend}: expected one of {', '.join(BACKENDS)}")
+    fmt = detect_format(path)
+    info = read_info(path, fmt)
+    run_path, run_fmt = path, fmt
+    if backend is not None and backend != fmt and not (backend == "torch" and fmt == "smp"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            run_path, run_fmt = _convert(path, fmt, backend), backend
+    return Segmenter(load_backend(run_path, run_fmt, device, threads), info, name=f"{path.name} ({run_fmt})")

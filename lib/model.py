@@ -1,0 +1,139 @@
+"""The segmentation model: any smp architecture and encoder, and self-describing checkpoints.
+
+A checkpoint (.pt) holds the weights, how to rebuild the network, and how to prepare its
+input, so evaluate.py, export.py and webcam.py need nothing but the file.
+"""
+
+import os
+from pathlib import Path
+
+import gin
+import segmentation_models_pytorch as smp
+import torch
+from torch import nn
+
+from lib.errors import UserError
+from lib.preprocess import Preprocess
+
+CHECKPOINT_FORMAT = "person-seg-checkpoint"
+CHECKPOINT_VERSION = 1
+
+
+def create(arch: str, encoder_name: str, model_kwargs: dict | None = None, encoder_weights=None) -> nn.Module:
+    """smp.create_model with one output channel (person logit) and messages that name the flag."""
+    if arch.lower() not in smp.MODEL_ARCHITECTURES_MAPPING:
+        known = sorted(cls.__name__ for cls in smp.MODEL_ARCHITECTURES_MAPPING.values())
+        raise UserError(f"build_model.arch={arch!r} is not an smp architecture; known: {', '.join(known)}")
+    if not encoder_name.startswith("tu-") and encoder_name not in smp.encoders.get_encoder_names():
+        raise UserError(
+            f"build_model.encoder_name={encoder_name!r} is not an encoder smp knows; e.g. resnet18, "
+            "mobilenet_v2, efficientnet-b0, or any timm model as 'tu-<name>' "
+            "(see smp.encoders.get_encoder_names())"
+        )
+    try:
+        return smp.create_model(
+            arch, encoder_name=encoder_name, encoder_weights=encoder_weights, classes=1, **(model_kwargs or {})
+        )
+    except RuntimeError as error:  # timm: "Unknown model (...)"
+        if "Unknown model" in str(error):
+            raise UserError(f"build_model.encoder_name={encoder_name!r}: timm has no such model") from None
+        raise
+    except (TypeError, ValueError) as error:
+        raise UserError(f"build_model.model_kwargs={model_kwargs!r} rejected by smp {arch}: {error}") from None
+
+
+@gin.configurable
+def build_model(
+    arch: str = "UnetPlusPlus",
+    encoder_name: str = "resnet18",
+    encoder_weights: str | None = None,
+    model_kwargs: dict | None = None,
+) -> tuple[nn.Module, dict]:
+    """Returns the model and its spec (what `create` needs to rebuild it without weights).
+
+    encoder_weights: None (random init), "imagenet" (downloaded from the hub by smp: needs a
+    network), or a path to a state dict for `model.encoder` (offline ImageNet weights).
+    """
+    spec = {"arch": arch, "encoder_name": encoder_name, "model_kwargs": dict(model_kwargs or {})}
+    if encoder_weights is None or encoder_weights == "imagenet":
+        try:
+            model = create(arch, encoder_name, model_kwargs, encoder_weights)
+        except OSError as error:  # huggingface_hub cannot reach the hub
+            raise UserError(
+                f"build_model.encoder_weights='imagenet': could not download the {encoder_name} weights "
+                f"({type(error).__name__}). Offline, pass a local file "
+                "(build_model.encoder_weights='../shared/weights/mobilenet_v2_imagenet_encoder.pt') or None"
+            ) from None
+        return model, spec
+    model = create(arch, encoder_name, model_kwargs, None)
+    load_encoder_weights(model, Path(encoder_weights))
+    return model, spec
+
+
+def load_encoder_weights(model: nn.Module, path: Path) -> None:
+    if not path.is_file():
+        raise UserError(f"build_model.encoder_weights={str(path)!r}: no such file (expected None, 'imagenet' or a .pt path)")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # noqa: BLE001 - any unpickling failure means the same to the user
+        raise UserError(f"build_model.encoder_weights={str(path)!r}: not a torch state dict ({error})") from None
+    try:
+        model.encoder.load_state_dict(state)
+    except RuntimeError as error:
+        first = str(error).splitlines()[:3]
+        raise UserError(
+            f"build_model.encoder_weights={str(path)!r} does not fit encoder "
+            f"{type(model.encoder).__name__}: {' '.join(first)}"
+        ) from None
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def save_checkpoint(path: Path, model: nn.Module, spec: dict, prep: Preprocess, meta: dict | None = None) -> None:
+    """Write atomically: a run killed mid-write leaves the previous file intact."""
+    payload = {
+        "format": CHECKPOINT_FORMAT,
+        "version": CHECKPOINT_VERSION,
+        "model": spec,
+        "preprocess": prep.to_dict(),
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "meta": meta or {},
+    }
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+
+
+def read_checkpoint(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"checkpoint {path} does not exist")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # noqa: BLE001
+        raise UserError(f"checkpoint {path} could not be read: {type(error).__name__}: {str(error)[:200]}") from None
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise UserError(
+            f"{path} is not a checkpoint of this project (expected a .pt written by train.py with "
+            f"'format': '{CHECKPOINT_FORMAT}'; a bare state dict does not say which network it belongs to)"
+        )
+    if payload.get("version", 0) > CHECKPOINT_VERSION:
+        raise UserError(f"{path} was written by a newer version of this project (format {payload['version']})")
+    return payload
+
+
+def load_checkpoint(path: str | Path) -> tuple[nn.Module, dict]:
+    """The model in eval mode and the checkpoint's dict (spec, preprocess, meta)."""
+    payload = read_checkpoint(path)
+    spec = payload["model"]
+    model = create(spec["arch"], spec["encoder_name"], spec.get("model_kwargs"))
+    try:
+        model.load_state_dict(payload["state_dict"])
+    except RuntimeError as error:
+        raise UserError(f"checkpoint {path}: weights do not fit {spec}: {str(error)[:300]}") from None
+    model.eval()
+    return model, payload

@@ -1,0 +1,284 @@
+"""Pairs of person photos and masks, read from the layouts people's datasets come in.
+
+Two layouts, detected from the root folder:
+- AISegment (Matting Human Datasets): clip_img/<group>/clip_<sub>/<name>.jpg with its matte at
+  matting/<group>/matting_<sub>/<name>.png; the person is the PNG's alpha channel.
+- folder: images/<name>.<jpg|jpeg|png|webp> with masks/<name>.<png|...>, matched by the path
+  below images/ and masks/ without its suffix; masks single-channel (0/255 or 0/1) or RGBA.
+
+Bad files are found before training starts, from file headers (cheap: no decoding), and
+reported once; the run stops only when nothing usable is left.
+"""
+
+import os
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from lib.errors import UserError
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
+MASK_SUFFIXES = (".png", ".webp", ".bmp", ".tif", ".tiff", ".jpg", ".jpeg")
+SPLIT_NAMES = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One photo and its person mask; paths relative to the data root they came from."""
+
+    root: str
+    image: str
+    mask: str
+    layout: str  # "aisegment" or "folder"
+
+    @property
+    def image_path(self) -> Path:
+        return Path(self.root) / self.image
+
+    @property
+    def mask_path(self) -> Path:
+        return Path(self.root) / self.mask
+
+
+@dataclass
+class Scan:
+    """What a data root holds: usable pairs, and everything that was left out and why."""
+
+    root: str
+    layout: str
+    pairs: list[Pair]
+    unpaired_images: list[str]
+    unpaired_masks: list[str]
+    bad: list[str]  # "path: reason"
+
+    def report(self, examples: int = 3) -> str:
+        """One paragraph for the log; empty when nothing was left out."""
+        lines = []
+        for what, items in (
+            ("images without a mask", self.unpaired_images),
+            ("masks without an image", self.unpaired_masks),
+            ("unusable pairs", self.bad),
+        ):
+            if items:
+                shown = "; ".join(items[:examples]) + ("; ..." if len(items) > examples else "")
+                lines.append(f"  {len(items)} {what} left out (e.g. {shown})")
+        if not lines:
+            return ""
+        return f"{self.root} ({self.layout} layout, {len(self.pairs)} pairs used):\n" + "\n".join(lines)
+
+
+def detect_layout(root: Path) -> str:
+    if not root.exists():
+        raise UserError(f"data root {root} does not exist")
+    if not root.is_dir():
+        raise UserError(f"data root {root} is a file; expected a folder")
+    if (root / "clip_img").is_dir() and (root / "matting").is_dir():
+        return "aisegment"
+    if (root / "images").is_dir() and (root / "masks").is_dir():
+        return "folder"
+    found = sorted(p.name + "/" for p in root.iterdir() if p.is_dir())[:8]
+    raise UserError(
+        f"data root {root}: expected clip_img/ and matting/ (AISegment layout) or images/ and "
+        f"masks/ (folder layout); found {found or 'no folders'}"
+    )
+
+
+def _files_by_key(folder: Path, suffixes: Sequence[str], key) -> tuple[dict, list[str]]:
+    """Map key(path) -> path for files with the given suffixes; a key seen twice is ambiguous."""
+    found, duplicates = {}, []
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames.sort()
+        for name in sorted(filenames):
+            path = Path(dirpath) / name
+            if path.suffix.lower() not in suffixes or name.startswith("."):
+                continue
+            k = key(path)
+            if k is None:
+                continue
+            if k in found:
+                duplicates.append(f"{path}: same name as {found[k]}")
+            else:
+                found[k] = path
+    return found, duplicates
+
+
+def _aisegment_key(kind: str):
+    # clip_img/<group>/clip_<sub>/<name>.jpg  <->  matting/<group>/matting_<sub>/<name>.png
+    def key(path: Path):
+        group, sub = path.parent.parent.name, path.parent.name
+        prefix = f"{kind}_"
+        if not sub.startswith(prefix):
+            return None
+        return (group, sub[len(prefix) :], path.stem)
+
+    return key
+
+
+def scan_root(root: str | Path, check: bool = True) -> Scan:
+    """Find every photo/mask pair under `root`; with `check`, leave out the unusable ones."""
+    root = Path(root)
+    layout = detect_layout(root)
+    if layout == "aisegment":
+        images, dup_i = _files_by_key(root / "clip_img", IMAGE_SUFFIXES, _aisegment_key("clip"))
+        masks, dup_m = _files_by_key(root / "matting", (".png",), _aisegment_key("matting"))
+    else:
+        images, dup_i = _files_by_key(
+            root / "images", IMAGE_SUFFIXES, lambda p: p.relative_to(root / "images").with_suffix("")
+        )
+        masks, dup_m = _files_by_key(
+            root / "masks", MASK_SUFFIXES, lambda p: p.relative_to(root / "masks").with_suffix("")
+        )
+    rel = lambda p: str(p.relative_to(root))  # noqa: E731
+    pairs = [Pair(str(root), rel(images[k]), rel(masks[k]), layout) for k in images if k in masks]
+    scan = Scan(
+        root=str(root),
+        layout=layout,
+        pairs=pairs,
+        unpaired_images=[rel(images[k]) for k in images if k not in masks],
+        unpaired_masks=[rel(masks[k]) for k in masks if k not in images],
+        bad=dup_i + dup_m,
+    )
+    if check:
+        good = []
+        for pair in pairs:
+            reason = check_pair(pair)
+            if reason:
+                scan.bad.append(reason)
+            else:
+                good.append(pair)
+        scan.pairs = good
+    return scan
+
+
+def _looks_truncated(path: Path, fmt: str) -> bool:
+    """A cut-off download still has a valid header; its end marker is what goes missing."""
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        f.seek(max(0, size - 4096))
+        tail = f.read()
+    if fmt == "JPEG":
+        return b"\xff\xd9" not in tail
+    if fmt == "PNG":
+        return b"IEND" not in tail[-64:]
+    return False
+
+
+def _has_alpha(im: Image.Image) -> bool:
+    return im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info)
+
+
+def check_pair(pair: Pair) -> str | None:
+    """Why this pair cannot be used (naming the file), or None. Reads headers only."""
+    sizes = []
+    for path in (pair.image_path, pair.mask_path):
+        try:
+            with Image.open(path) as im:
+                sizes.append(im.size)
+                fmt, alpha, mode = im.format, _has_alpha(im), im.mode
+        except (OSError, UnidentifiedImageError, ValueError) as error:
+            return f"{path}: not a readable image ({type(error).__name__})"
+        if _looks_truncated(path, fmt):
+            return f"{path}: truncated {fmt} file (no end marker)"
+    if pair.layout == "aisegment" and not alpha:
+        return (
+            f"{pair.mask_path}: no alpha channel (mode {mode}); AISegment mattes keep the person "
+            "in the 4th (alpha) channel of an RGBA PNG"
+        )
+    if sizes[0] != sizes[1]:
+        return f"{pair.mask_path}: mask is {sizes[1][0]}x{sizes[1][1]} but its image is {sizes[0][0]}x{sizes[0][1]}"
+    return None
+
+
+def read_image(path: Path) -> np.ndarray:
+    """HxWx3 uint8 RGB."""
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise OSError(f"{path}: not a readable image")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def read_mask(path: Path, layout: str) -> np.ndarray:
+    """HxW uint8 in {0, 1}: 1 where the person is."""
+    raw = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if raw is None:
+        raise OSError(f"{path}: not a readable image")
+    if layout == "aisegment":
+        # Exactly how the AISegment mattes must be read: the alpha channel is the person.
+        if raw.ndim != 3 or raw.shape[2] != 4:
+            raise OSError(f"{path}: expected an RGBA PNG (person in the alpha channel), got shape {raw.shape}")
+        values = raw[:, :, 3]
+    elif raw.ndim == 2:
+        values = raw
+    elif raw.shape[2] == 4:
+        values = raw[:, :, 3]
+    else:
+        values = raw.max(axis=2)  # a coloured mask: any non-black pixel is the person
+    full_scale = np.iinfo(values.dtype).max if values.dtype.kind in "ui" else 1.0
+    if values.max(initial=0) == 1:
+        full_scale = 1  # label maps with person = 1
+    return (values.astype(np.float32) >= full_scale / 2).astype(np.uint8)
+
+
+def split_pairs(pairs: list[Pair], split: Sequence[float], seed: int) -> dict[str, list[Pair]]:
+    """Deterministic train/val/test split of one root's pairs.
+
+    `split` is (train, val, test) as counts (the reference's 1360, 120, 120) or as fractions
+    summing to at most 1. Test is taken first, then val, so growing the training set never
+    moves an image into or out of the test set.
+    """
+    if len(split) != 3 or any(s < 0 for s in split):
+        raise UserError(f"make_splits.split={tuple(split)}: expected three non-negative numbers (train, val, test)")
+    n = len(pairs)
+    if all(float(s).is_integer() for s in split) and sum(split) > 1:
+        counts = [int(s) for s in split]
+        if sum(counts) > n:
+            raise UserError(
+                f"make_splits.split={tuple(split)} asks for {sum(counts)} pairs but "
+                f"{pairs[0].root if pairs else 'the data'} has {n}; give smaller counts or fractions like (0.8, 0.1, 0.1)"
+            )
+    else:
+        if sum(split) > 1 + 1e-6:
+            raise UserError(f"make_splits.split={tuple(split)}: fractions must sum to at most 1")
+        counts = [round(s * n) for s in split]
+        for i in (1, 2):  # a requested val/test split is never silently empty
+            if split[i] > 0 and counts[i] == 0 and n >= 3:
+                counts[i] = 1
+        counts[0] = min(counts[0], n - counts[1] - counts[2])
+    order = sorted(pairs, key=lambda p: p.image)
+    random.Random(seed).shuffle(order)
+    n_train, n_val, n_test = counts
+    return {
+        "test": order[:n_test],
+        "val": order[n_test : n_test + n_val],
+        "train": order[n_test + n_val : n_test + n_val + n_train],
+    }
+
+
+def write_split(path: Path, pairs: list[Pair]) -> None:
+    lines = ["# root\timage\tmask\tlayout"] + [f"{p.root}\t{p.image}\t{p.mask}\t{p.layout}" for p in pairs]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def read_split(path: Path) -> list[Pair]:
+    if not path.is_file():
+        raise UserError(f"split list {path} does not exist (written by train.py into the run folder)")
+    pairs = []
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        fields = line.split("\t")
+        if len(fields) != 4 or fields[3] not in ("aisegment", "folder"):
+            raise UserError(f"{path}, line {number}: expected root, image, mask, layout separated by tabs")
+        pairs.append(Pair(*fields))
+    missing = [str(p.image_path) for p in pairs if not p.image_path.is_file()]
+    if missing:
+        raise UserError(
+            f"{path} lists {len(missing)} images that are not there (e.g. {missing[0]}); "
+            "was the data moved? pass --data ROOT to score other data"
+        )
+    return pairs

@@ -1,0 +1,106 @@
+"""How a picture becomes model input and how the model's output becomes a full-size mask.
+
+One place for it, so training validation, evaluate.py, the exported files and the webcam all
+feed the model exactly the same pixels. The aspect ratio is never squashed: the picture is
+scaled to fit the model's input box (turned to match the picture's orientation, so a landscape
+webcam frame gets a landscape box) and padded, and the padding is cut off the prediction again.
+"""
+
+from dataclasses import asdict, dataclass
+
+import cv2
+import numpy as np
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """What a checkpoint needs to say about its input, so nobody has to type it again."""
+
+    input_size: tuple[int, int]  # (height, width) of the training batches, portrait by default
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    stride: int = 32  # height and width fed to the model are multiples of this
+
+    def to_dict(self) -> dict:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Preprocess":
+        return cls(
+            input_size=tuple(d["input_size"]),
+            mean=tuple(d["mean"]),
+            std=tuple(d["std"]),
+            stride=int(d.get("stride", 32)),
+        )
+
+    def box_for(self, height: int, width: int) -> tuple[int, int]:
+        """The input box turned to the picture's orientation (the model is fully convolutional)."""
+        long_side, short_side = max(self.input_size), min(self.input_size)
+        return (long_side, short_side) if height >= width else (short_side, long_side)
+
+
+@dataclass(frozen=True)
+class Window:
+    """Where the resized picture sits inside the padded model input."""
+
+    top: int
+    left: int
+    height: int
+    width: int
+
+
+def letterbox(
+    image: np.ndarray,
+    box: tuple[int, int],
+    stride: int = 32,
+    pad_to_box: bool = True,
+    interpolation: int = cv2.INTER_AREA,
+) -> tuple[np.ndarray, Window]:
+    """Scale `image` to fit inside `box` keeping its aspect ratio, then pad it centred with zeros.
+
+    pad_to_box pads to the whole box (every sample of a batch has one shape); otherwise only up to
+    the next multiple of `stride`, which spares the model the work on padding for a wide frame.
+    """
+    height, width = image.shape[:2]
+    scale = min(box[0] / height, box[1] / width)
+    new_h = max(1, min(box[0], round(height * scale)))
+    new_w = max(1, min(box[1], round(width * scale)))
+    if (new_h, new_w) != (height, width):
+        image = cv2.resize(image, (new_w, new_h), interpolation=interpolation)
+    if pad_to_box:
+        out_h, out_w = box
+    else:
+        out_h = -(-new_h // stride) * stride
+        out_w = -(-new_w // stride) * stride
+    top, left = (out_h - new_h) // 2, (out_w - new_w) // 2
+    padding = ((top, out_h - new_h - top), (left, out_w - new_w - left))
+    padding += ((0, 0),) * (image.ndim - 2)
+    return np.pad(image, padding), Window(top, left, new_h, new_w)
+
+
+def normalize(image_rgb: np.ndarray, mean, std) -> np.ndarray:
+    """uint8 HxWx3 RGB -> float32 3xHxW, ImageNet-normalised (what the encoders were trained on)."""
+    x = image_rgb.astype(np.float32) / 255.0
+    x = (x - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
+    return np.ascontiguousarray(x.transpose(2, 0, 1))
+
+
+def prepare_frame(frame_bgr: np.ndarray, prep: Preprocess) -> tuple[np.ndarray, Window]:
+    """A BGR frame of any size -> (1x3xHxW float32 model input, window of the picture in it)."""
+    if frame_bgr.ndim != 3 or frame_bgr.shape[2] != 3 or frame_bgr.dtype != np.uint8:
+        raise ValueError(f"expected an HxWx3 uint8 BGR frame, got {frame_bgr.dtype} {frame_bgr.shape}")
+    box = prep.box_for(*frame_bgr.shape[:2])
+    padded, window = letterbox(frame_bgr, box, prep.stride, pad_to_box=False)
+    rgb = cv2.cvtColor(padded, cv2.COLOR_BGR2RGB)
+    return normalize(rgb, prep.mean, prep.std)[None], window
+
+
+def restore_size(prob: np.ndarray, window: Window, out_hw: tuple[int, int]) -> np.ndarray:
+    """Cut the padding off a model-sized probability map and resize it to `out_hw`."""
+    crop = prob[window.top : window.top + window.height, window.left : window.left + window.width]
+    if crop.shape != tuple(out_hw):
+        crop = cv2.resize(crop, (out_hw[1], out_hw[0]), interpolation=cv2.INTER_LINEAR)
+    return crop
