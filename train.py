@@ -4,7 +4,6 @@ import argparse
 from pathlib import Path
 
 import gin
-
 import lib
 from lib.errors import UserError, run_cli
 
@@ -22,7 +21,9 @@ def parse_config(gin_files: list[str], gin_params: list[str]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--gin", action="append", default=[], help="gin config file (repeatable)")
-    parser.add_argument("--gin-param", action="append", default=[], help="gin binding, e.g. train.epochs=5 (repeatable)")
+    parser.add_argument(
+        "--gin-param", action="append", default=[], help="gin binding, e.g. train.epochs=5 (repeatable)"
+    )
     parser.add_argument("--resume", metavar="RUN_DIR", help="continue experiments/expN from its last checkpoint")
     args = parser.parse_args()
     if args.resume:

@@ -4,11 +4,11 @@ import signal
 import warnings
 from pathlib import Path
 
-import gin
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+import gin
 from lib.errors import UserError
 from lib.pairs import SPLIT_NAMES, Pair, read_image, read_mask, read_split, scan_root, split_pairs, write_split
 from lib.preprocess import Preprocess
@@ -125,7 +125,14 @@ def build_dataloaders(
     prep = Preprocess(input_size=(height, width))
     train_set = SegmentationDataset(splits["train"], TrainTransform(prep, augment_strength), seed=seed)
     val_set = SegmentationDataset(splits["val"], EvalTransform(prep), seed=seed)
-    workers = {"worker_init_fn": _ignore_sigint, "num_workers": num_workers, "persistent_workers": False, "pin_memory": torch.cuda.is_available()}
-    train_dl = DataLoader(train_set, batch_size=batch_size, shuffle=True, drop_last=len(train_set) > batch_size, **workers)
+    workers = {
+        "worker_init_fn": _ignore_sigint,
+        "num_workers": num_workers,
+        "persistent_workers": False,
+        "pin_memory": torch.cuda.is_available(),
+    }
+    train_dl = DataLoader(
+        train_set, batch_size=batch_size, shuffle=True, drop_last=len(train_set) > batch_size, **workers
+    )
     val_dl = DataLoader(val_set, batch_size=val_batch_size or batch_size, shuffle=False, **workers)
     return train_dl, val_dl, prep

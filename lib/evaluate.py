@@ -11,9 +11,9 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from lib import metrics
-from lib.pairs import SPLIT_NAMES, Pair, read_mask, read_split, scan_root
 from lib.errors import UserError
 from lib.inference import Segmenter, load_segmenter
+from lib.pairs import SPLIT_NAMES, Pair, read_mask, read_split, scan_root
 from lib.pictures import prediction_row, save_grid
 
 SPLIT_CHOICES = (*SPLIT_NAMES, "all")
@@ -81,7 +81,8 @@ def score(
     by_root = {r: summary(np.array([i for i, p in enumerate(pairs) if p.root == r])) for r in roots}
     worst = heapq.nsmallest(n_worst, range(len(pairs)), key=lambda i: ious[i])
     per_image = [
-        {"image": str(p.image_path), "iou": float(ious[i]), "boundary_f": float(boundaries[i])} for i, p in enumerate(pairs)
+        {"image": str(p.image_path), "iou": float(ious[i]), "boundary_f": float(boundaries[i])}
+        for i, p in enumerate(pairs)
     ]
     return {**summary(np.arange(len(pairs))), "by_root": by_root, "worst": worst, "per_image": per_image}
 
@@ -104,7 +105,9 @@ def find_run_dir(model_path: Path, info: dict) -> Path | None:
     return next((c for c in candidates if str(c) not in ("", ".") and (c / "splits").is_dir()), None)
 
 
-def select_pairs(model_path: Path, info: dict, data: list[str] | None, split: str | None) -> tuple[list[Pair], str, Path | None]:
+def select_pairs(
+    model_path: Path, info: dict, data: list[str] | None, split: str | None
+) -> tuple[list[Pair], str, Path | None]:
     """Which photos to score: --data roots (all pairs), or the run's own split lists."""
     if split is not None and split not in SPLIT_CHOICES:
         raise UserError(f"--split {split}: expected one of {', '.join(SPLIT_CHOICES)}")

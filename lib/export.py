@@ -107,7 +107,9 @@ def verify(model: nn.Module, path: Path, fmt: str, sizes, seed: int = 0) -> floa
     return worst
 
 
-def export_all(model: nn.Module, info: dict, out_dir: Path, stem: str, formats, opset: int = 17, dynamo: bool = False) -> dict:
+def export_all(
+    model: nn.Module, info: dict, out_dir: Path, stem: str, formats, opset: int = 17, dynamo: bool = False
+) -> dict:
     """Write each format as out_dir/<stem><suffix>, verify it, return {format: {path, max_abs_diff}}."""
     unknown = [f for f in formats if f not in FORMATS]
     if unknown:

@@ -35,7 +35,9 @@ def detect_format(path: Path) -> str:
         return "torchscript"
     if suffix == ".onnx":
         return "onnx"
-    raise UserError(f"{path}: unknown model file type {suffix!r}; expected .pt (checkpoint), .ts (TorchScript) or .onnx")
+    raise UserError(
+        f"{path}: unknown model file type {suffix!r}; expected .pt (checkpoint), .ts (TorchScript) or .onnx"
+    )
 
 
 def read_info(path: Path, fmt: str) -> dict:
@@ -94,7 +96,9 @@ def _onnx_backend(path: Path, device: str, threads: int | None) -> Backend:
     providers = ["CPUExecutionProvider"]
     if device.startswith("cuda"):
         if "CUDAExecutionProvider" not in ort.get_available_providers():
-            raise UserError("--device cuda with the onnx backend needs onnxruntime-gpu (this onnxruntime has no CUDA provider)")
+            raise UserError(
+                "--device cuda with the onnx backend needs onnxruntime-gpu (this onnxruntime has no CUDA provider)"
+            )
         providers.insert(0, "CUDAExecutionProvider")
     try:
         session = ort.InferenceSession(str(path), options, providers=providers)
@@ -175,7 +179,9 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return (1.0 / (1.0 + np.exp(-np.clip(x, -30, 30)))).astype(np.float32)
 
 
-def load_segmenter(path: str | Path, backend: str | None = None, device: str = "cpu", threads: int | None = None) -> Segmenter:
+def load_segmenter(
+    path: str | Path, backend: str | None = None, device: str = "cpu", threads: int | None = None
+) -> Segmenter:
     """Load a .pt checkpoint, a TorchScript .ts, an ONNX file or an smp folder.
 
     backend: None picks the file's own (torch for .pt, torchscript for .ts, onnx for .onnx);

@@ -7,11 +7,11 @@ input, so evaluate.py, export.py and webcam.py need nothing but the file.
 import os
 from pathlib import Path
 
-import gin
 import segmentation_models_pytorch as smp
 import torch
 from torch import nn
 
+import gin
 from lib.errors import UserError
 from lib.preprocess import Preprocess
 
@@ -72,7 +72,9 @@ def build_model(
 
 def load_encoder_weights(model: nn.Module, path: Path) -> None:
     if not path.is_file():
-        raise UserError(f"build_model.encoder_weights={str(path)!r}: no such file (expected None, 'imagenet' or a .pt path)")
+        raise UserError(
+            f"build_model.encoder_weights={str(path)!r}: no such file (expected None, 'imagenet' or a .pt path)"
+        )
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # noqa: BLE001 - any unpickling failure means the same to the user

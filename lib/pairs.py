@@ -239,7 +239,8 @@ def split_pairs(pairs: list[Pair], split: Sequence[float], seed: int) -> dict[st
         if sum(counts) > n:
             raise UserError(
                 f"make_splits.split={tuple(split)} asks for {sum(counts)} pairs but "
-                f"{pairs[0].root if pairs else 'the data'} has {n}; give smaller counts or fractions like (0.8, 0.1, 0.1)"
+                f"{pairs[0].root if pairs else 'the data'} has {n}; "
+                "give smaller counts or fractions like (0.8, 0.1, 0.1)"
             )
     else:
         if sum(split) > 1 + 1e-6:

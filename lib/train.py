@@ -7,13 +7,13 @@ import time
 from pathlib import Path
 
 import cv2
-import gin
 import numpy as np
 import torch
 from accelerate import Accelerator, PartialState
 from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, broadcast_object_list, set_seed
 from tqdm import tqdm
 
+import gin
 from lib import evaluate, experiment, metrics
 from lib.data import build_dataloaders, load_splits, make_splits, save_splits
 from lib.errors import UserError
@@ -90,7 +90,9 @@ def open_run_dir(run_root: str, resume: str | None, state: PartialState) -> Path
     if resume:
         run_dir = Path(resume)
         if not experiment.checkpoints(run_dir):
-            raise UserError(f"--resume {resume}: no finished checkpoint in {run_dir / 'checkpoints'}; nothing to resume")
+            raise UserError(
+                f"--resume {resume}: no finished checkpoint in {run_dir / 'checkpoints'}; nothing to resume"
+            )
         return run_dir
     chosen = [str(experiment.new_run_dir(run_root)) if state.is_main_process else None]
     broadcast_object_list(chosen)
@@ -217,7 +219,9 @@ def train(
                 break
             train_dl.set_epoch(epoch)
             train_set.set_epoch(epoch)
-            batches = accelerator.skip_first_batches(train_dl, done_in_epoch * grad_accum) if done_in_epoch else train_dl
+            batches = (
+                accelerator.skip_first_batches(train_dl, done_in_epoch * grad_accum) if done_in_epoch else train_dl
+            )
             done_in_epoch, tick, images = 0, time.perf_counter(), 0
             for batch in batches:
                 with accelerator.accumulate(model):
@@ -240,7 +244,11 @@ def train(
                     last = experiment.checkpoints(run_dir)
                     raise Diverged(
                         f"the training loss became {loss_value} at step {step} (epoch {epoch + 1}); stopped. "
-                        + (f"The last good checkpoint is {last[-1][1]} (resume with --resume {run_dir}). " if last else "")
+                        + (
+                            f"The last good checkpoint is {last[-1][1]} (resume with --resume {run_dir}). "
+                            if last
+                            else ""
+                        )
                         + "Try a lower train.lr, train.mixed_precision='bf16' instead of 'fp16', or check the data."
                     )
                 epoch_sum = [epoch_sum[0] + loss_value, epoch_sum[1] + 1]
@@ -283,7 +291,9 @@ def train(
                 if (epoch + 1) % pics_every == 0 or last_epoch:
                     rows = preview(net, splits["val"][:num_preview], info, accelerator.device)
                     save_grid(run_dir / "pics" / f"val_epoch{epoch + 1:03d}.png", rows)
-                    experiment.log_image(accelerator, "val/preview", np.vstack([cv2.resize(r, (768, 192)) for r in rows]), step)
+                    experiment.log_image(
+                        accelerator, "val/preview", np.vstack([cv2.resize(r, (768, 192)) for r in rows]), step
+                    )
             save_checkpoint_dir()
     finally:
         progress.close()
@@ -295,7 +305,9 @@ def train(
     return run_dir
 
 
-def finish(run_dir: Path, splits, info: dict, best: dict, history: list, steps: int, accelerator, export_formats) -> None:
+def finish(
+    run_dir: Path, splits, info: dict, best: dict, history: list, steps: int, accelerator, export_formats
+) -> None:
     """Main process: score the best weights on the test split, export them, write metrics.json."""
     from lib.model import load_checkpoint
 
@@ -311,8 +323,7 @@ def finish(run_dir: Path, splits, info: dict, best: dict, history: list, steps: 
                           f"mean IoU {test['mean_iou']:.4f}, boundary F {test['boundary_f']:.4f}")  # fmt: skip
     if export_formats:
         results["exports"] = export_all(model, info, run_dir / "weights", "best", export_formats)
-        for fmt, r in results["exports"].items():
+        for r in results["exports"].values():
             accelerator.print(f"exported {r['path']} (max |diff| vs eager {r['max_abs_diff']:.1e})")
     experiment.write_json(run_dir / "metrics.json", results)
     accelerator.print(f"done: {run_dir}/metrics.json")
-

@@ -1,0 +1,35 @@
+"""Score a model (.pt checkpoint, TorchScript .ts or ONNX) on its run's test split or any data.
+
+python evaluate.py --ckpt experiments/exp1/weights/best.pt
+python evaluate.py --ckpt models/lite.onnx --data ../shared/data/ccp --json out/ccp.json
+"""
+
+import argparse
+import os
+
+from lib.errors import run_cli
+from lib.evaluate import SPLIT_CHOICES, evaluate
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--ckpt", required=True, help="model file: .pt, .ts or .onnx (or an smp export folder)")
+    parser.add_argument("--data", action="append", help="data root to score (repeatable); default: the run's split")
+    parser.add_argument(
+        "--split", choices=SPLIT_CHOICES, help="which split of the run (default test; 'all' with --data)"
+    )
+    parser.add_argument("--json", help="write the metrics here; pictures of the worst photos go beside it")
+    parser.add_argument("--tta", action="store_true", help="average with the horizontally flipped photo")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--backend", choices=("torch", "torchscript", "onnx"), help="default: the file's own")
+    parser.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1), help="image-decoding processes")
+    args = parser.parse_args()
+    evaluate(
+        args.ckpt, data=args.data, split=args.split, json_out=args.json, tta=args.tta,
+        batch_size=args.batch_size, device=args.device, backend=args.backend, num_workers=args.workers,
+    )  # fmt: skip
+
+
+if __name__ == "__main__":
+    run_cli(main)
