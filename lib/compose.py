@@ -1,7 +1,8 @@
 """Turn a frame and its person probability into the picture users see, cheaply and steadily.
 
 Compositing runs at the frame's full resolution, so every step here avoids full-size heavy
-work: the background blur runs on a downscaled copy, the edge feather on the small mask.
+work: the matte is sharpened and feathered at the model's small size and scaled up once, the
+background blur runs on a downscaled copy, and the blends are single OpenCV calls.
 """
 
 import cv2
@@ -10,8 +11,8 @@ import numpy as np
 MODES = ("blur", "replace", "mask", "alpha")
 
 
-def soften(prob: np.ndarray, out_hw: tuple[int, int], feather: float = 0.02) -> np.ndarray:
-    """Probability -> alpha matte at out_hw, with an edge feathered over `feather` of the short side.
+def matte(prob: np.ndarray, feather: float = 0.02) -> np.ndarray:
+    """Probability -> alpha at the same size, its edge feathered over `feather` of the short side.
 
     Sharpened around 0.5 first (the model's soft margin is wider than a real hair line), then
     blurred a little, so the cut-out neither halos nor looks pasted on.
@@ -21,24 +22,48 @@ def soften(prob: np.ndarray, out_hw: tuple[int, int], feather: float = 0.02) -> 
         k = int(round(feather * min(alpha.shape[:2]))) * 2 + 1
         if k >= 3:
             alpha = cv2.GaussianBlur(alpha, (k, k), 0)
+    return alpha
+
+
+def soften(prob: np.ndarray, out_hw: tuple[int, int], feather: float = 0.02) -> np.ndarray:
+    """matte() at the probability's own (small) size, then scaled to out_hw: cheap and smooth."""
+    alpha = matte(prob, feather)
     if alpha.shape[:2] != tuple(out_hw):
         alpha = cv2.resize(alpha, (out_hw[1], out_hw[0]), interpolation=cv2.INTER_LINEAR)
     return alpha
 
 
-def blurred(frame: np.ndarray, strength: float = 1.0, work_width: int = 160) -> np.ndarray:
-    """Strong Gaussian blur of the whole frame, done on a small copy (about 8 ms instead of 60)."""
+def blurred(
+    frame: np.ndarray, strength: float = 1.0, work_width: int = 160, weight: np.ndarray | None = None
+) -> np.ndarray:
+    """Strong Gaussian blur of the whole frame, done on a small copy (about 8 ms instead of 60).
+
+    weight: optional per-pixel weight (any size; resized), e.g. 1 - alpha. The blur then averages
+    only background pixels (normalised convolution), so the person's colours do not bleed into
+    the blurred background as a halo around them.
+    """
     h, w = frame.shape[:2]
     scale = min(1.0, work_width / w)
-    small = cv2.resize(frame, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    small = cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
     sigma = max(0.1, strength * 0.02 * small.shape[1])
-    small = cv2.GaussianBlur(small, (0, 0), sigma)
+    if weight is None:
+        small = cv2.GaussianBlur(small, (0, 0), sigma)
+    else:
+        wgt = cv2.resize(weight.astype(np.float32), size, interpolation=cv2.INTER_AREA)
+        num = cv2.GaussianBlur(small.astype(np.float32) * wgt[..., None], (0, 0), sigma)
+        den = cv2.GaussianBlur(wgt, (0, 0), sigma)[..., None]
+        plain = cv2.GaussianBlur(small, (0, 0), sigma).astype(np.float32)
+        # where hardly any background is near (deep inside the person) fall back to the plain blur
+        trust = np.clip(den / 0.05, 0.0, 1.0)
+        small = (num / np.maximum(den, 1e-6) * trust + plain * (1.0 - trust)).clip(0, 255).astype(np.uint8)
     return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
 def blend(frame: np.ndarray, background: np.ndarray, alpha: np.ndarray) -> np.ndarray:
-    a = alpha[..., None]
-    return (frame * a + background * (1.0 - a)).astype(np.uint8)
+    """frame where alpha is 1, background where it is 0 (one OpenCV pass, ~0.6 ms at 640x480)."""
+    alpha = np.ascontiguousarray(alpha, dtype=np.float32)
+    return cv2.blendLinear(frame, background, alpha, 1.0 - alpha)
 
 
 def fit_background(background: np.ndarray, out_hw: tuple[int, int]) -> np.ndarray:
@@ -49,19 +74,48 @@ def fit_background(background: np.ndarray, out_hw: tuple[int, int]) -> np.ndarra
     nh, nw = max(h, round(bh * scale)), max(w, round(bw * scale))
     resized = cv2.resize(background, (nw, nh), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
     top, left = (nh - h) // 2, (nw - w) // 2
-    return resized[top : top + h, left : left + w]
+    return np.ascontiguousarray(resized[top : top + h, left : left + w])
 
 
 def overlay(frame: np.ndarray, alpha: np.ndarray, color=(0, 200, 0), opacity: float = 0.5) -> np.ndarray:
     tint = np.empty_like(frame)
     tint[:] = color
-    a = alpha[..., None] * opacity
-    return (frame * (1 - a) + tint * a).astype(np.uint8)
+    a = np.ascontiguousarray(alpha * opacity, dtype=np.float32)
+    return cv2.blendLinear(frame, tint, 1.0 - a, a)
 
 
 def rgba(frame: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     """BGRA frame whose alpha channel is the person matte (for compositors and PNG output)."""
-    return np.dstack([frame, (alpha * 255).astype(np.uint8)])
+    return np.dstack([frame, (alpha * 255 + 0.5).astype(np.uint8)])
+
+
+class Compositor:
+    """One frame and its (small) person probability -> the output picture for a mode.
+
+    blur: background blurred (strength scales the blur radius); replace: a background picture
+    (already fitted to the frame) behind the person; mask: the matte tinted over the frame;
+    alpha: BGRA with the matte as alpha.
+    """
+
+    def __init__(self, mode: str = "blur", blur_strength: float = 1.0, feather: float = 0.02, color=(0, 200, 0)):
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        self.mode, self.blur_strength, self.feather, self.color = mode, blur_strength, feather, color
+
+    def __call__(self, frame: np.ndarray, prob: np.ndarray, background: np.ndarray | None = None) -> np.ndarray:
+        small = matte(prob, self.feather)
+        alpha = small
+        if small.shape[:2] != frame.shape[:2]:
+            alpha = cv2.resize(small, (frame.shape[1], frame.shape[0]), interpolation=cv2.INTER_LINEAR)
+        if self.mode == "blur":
+            return blend(frame, blurred(frame, self.blur_strength, weight=1.0 - small), alpha)
+        if self.mode == "replace":
+            if background is None:
+                raise ValueError("mode 'replace' needs a background")
+            return blend(frame, background, alpha)
+        if self.mode == "mask":
+            return overlay(frame, alpha, self.color)
+        return rgba(frame, alpha)
 
 
 class TemporalSmoother:
