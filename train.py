@@ -1,21 +1,10 @@
 """Train a person-segmentation model: accelerate launch train.py --gin gin/unetpp.gin"""
 
 import argparse
-from pathlib import Path
 
-import gin
 import lib
+from lib.config import parse, parse_for_resume
 from lib.errors import UserError, run_cli
-
-
-def parse_config(gin_files: list[str], gin_params: list[str]) -> None:
-    for path in gin_files:
-        if not Path(path).is_file():
-            raise UserError(f"--gin {path}: no such file (configs live in gin/)")
-    try:
-        gin.parse_config_files_and_bindings(gin_files, gin_params)
-    except (ValueError, KeyError, SyntaxError) as error:  # unknown configurable or parameter, bad syntax
-        raise UserError(f"gin config: {str(error).strip().splitlines()[0]}") from None
 
 
 def main() -> None:
@@ -27,15 +16,11 @@ def main() -> None:
     parser.add_argument("--resume", metavar="RUN_DIR", help="continue experiments/expN from its last checkpoint")
     args = parser.parse_args()
     if args.resume:
-        run_config = Path(args.resume) / "operative_config.gin"
-        if not run_config.is_file():
-            raise UserError(f"--resume {args.resume}: {run_config} is missing (did the run reach its first step?)")
-        # The run's own config first, so a resumed run is the same run; flags may still override.
-        parse_config([str(run_config), *args.gin], [*args.gin_param, f"train.resume = '{args.resume}'"])
-    elif not args.gin:
-        raise UserError("--gin is required, e.g. --gin gin/smoke.gin (or --resume experiments/expN)")
+        parse_for_resume(args.resume, args.gin, args.gin_param)
+    elif args.gin:
+        parse(args.gin, args.gin_param)
     else:
-        parse_config(args.gin, args.gin_param)
+        raise UserError("--gin is required, e.g. --gin gin/smoke.gin (or --resume experiments/expN)")
     lib.train.train()
 
 

@@ -4,11 +4,11 @@ import signal
 import warnings
 from pathlib import Path
 
+import gin
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-import gin
 from lib.errors import UserError
 from lib.pairs import SPLIT_NAMES, Pair, read_image, read_mask, read_split, scan_root, split_pairs, write_split
 from lib.preprocess import Preprocess

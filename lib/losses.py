@@ -1,10 +1,10 @@
 """Losses on person logits: SoftBCE (the reference), Dice, Lovász, and weighted sums of them."""
 
+import gin
 import segmentation_models_pytorch as smp
 import torch
 from torch import nn
 
-import gin
 from lib.errors import UserError
 
 

@@ -7,11 +7,11 @@ input, so evaluate.py, export.py and webcam.py need nothing but the file.
 import os
 from pathlib import Path
 
+import gin
 import segmentation_models_pytorch as smp
 import torch
 from torch import nn
 
-import gin
 from lib.errors import UserError
 from lib.preprocess import Preprocess
 

@@ -2,18 +2,25 @@
 
 import json
 import math
+import os
 import signal
 import time
 from pathlib import Path
 
 import cv2
+import gin
 import numpy as np
 import torch
 from accelerate import Accelerator, PartialState
-from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, broadcast_object_list, set_seed
+from accelerate.utils import (
+    DataLoaderConfiguration,
+    ProjectConfiguration,
+    broadcast_object_list,
+    parse_flag_from_env,
+    set_seed,
+)
 from tqdm import tqdm
 
-import gin
 from lib import evaluate, experiment, metrics
 from lib.data import build_dataloaders, load_splits, make_splits, save_splits
 from lib.errors import UserError
@@ -139,11 +146,17 @@ def train(
     mixed_precision: None takes the launcher's choice (accelerate launch --mixed_precision),
     or 'no', 'fp16', 'bf16'. max_steps caps the optimizer steps (smoke runs and tests).
     """
-    state = PartialState()
+    # Several processes on a machine without CUDA (torchrun / accelerate launch --multi_gpu on a
+    # CPU box) must be told to use the CPU, or Accelerate falls back to one process each.
+    cpu = parse_flag_from_env("ACCELERATE_USE_CPU") or (
+        int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
+    )
+    state = PartialState(cpu=cpu)
     run_dir = open_run_dir(run_root, resume, state)
     if "wandb" in log_with:
         experiment.default_wandb_mode()
     accelerator = Accelerator(
+        cpu=cpu,
         mixed_precision=mixed_precision,
         gradient_accumulation_steps=grad_accum,
         log_with=list(log_with) or None,
@@ -301,6 +314,7 @@ def train(
     accelerator.wait_for_everyone()
     if main:
         finish(run_dir, splits, info, best, history, total_steps, accelerator, export_formats)
+    accelerator.wait_for_everyone()
     accelerator.end_training()
     return run_dir
 

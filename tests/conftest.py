@@ -12,10 +12,9 @@ os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 import cv2  # noqa: E402
+import gin  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
-
-import gin  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -1,0 +1,157 @@
+"""Readers for both layouts, the bad cases, the split, and the augmentation's output."""
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from conftest import make_folder
+
+from lib.data import SegmentationDataset, load_splits, make_splits, save_splits
+from lib.errors import UserError
+from lib.pairs import read_mask, scan_root, split_pairs
+from lib.preprocess import Preprocess
+from lib.transforms import EvalTransform, TrainTransform
+
+
+def test_aisegment_layout_pairs_and_alpha(aiseg_root):
+    scan = scan_root(aiseg_root)
+    assert scan.layout == "aisegment"
+    assert len(scan.pairs) == 8 and not scan.bad and not scan.report()
+    pair = scan.pairs[0]
+    assert pair.image.startswith("clip_img/") and "/clip_" in pair.image
+    assert pair.mask == pair.image.replace("clip_img/", "matting/").replace("/clip_", "/matting_")[:-4] + ".png"
+    # exactly the reference's reading: the 4th channel of the PNG
+    expected = cv2.imread(str(pair.mask_path), cv2.IMREAD_UNCHANGED)[:, :, 3] > 127
+    assert np.array_equal(read_mask(pair.mask_path, "aisegment"), expected.astype(np.uint8))
+
+
+@pytest.mark.parametrize("mask_kind", ["gray", "rgba"])
+def test_folder_layout_gray_and_rgba_masks(tmp_path, mask_kind):
+    root = make_folder(tmp_path / "f", n=4, mask_kind=mask_kind)
+    scan = scan_root(root)
+    assert scan.layout == "folder" and len(scan.pairs) == 4
+    mask = read_mask(scan.pairs[0].mask_path, "folder")
+    assert set(np.unique(mask)) == {0, 1}
+
+
+def test_folder_masks_with_label_one(tmp_path):
+    root = make_folder(tmp_path / "f", n=1)
+    path = root / "masks" / "0000.png"
+    cv2.imwrite(str(path), (cv2.imread(str(path), cv2.IMREAD_GRAYSCALE) > 0).astype(np.uint8))  # 0/1 labels
+    assert read_mask(path, "folder").sum() > 0
+
+
+def test_unpaired_files_are_counted_and_named(aiseg_root, folder_root):
+    (aiseg_root / "clip_img/1803151818/clip_00000000/lonely.jpg").write_bytes(
+        (aiseg_root / "clip_img/1803151818/clip_00000000/1803151818-00000000.jpg").read_bytes()
+    )
+    (folder_root / "masks" / "orphan.png").write_bytes((folder_root / "masks" / "0000.png").read_bytes())
+    scan = scan_root(aiseg_root)
+    assert len(scan.pairs) == 8 and scan.unpaired_images == ["clip_img/1803151818/clip_00000000/lonely.jpg"]
+    assert "1 images without a mask" in scan.report() and "lonely.jpg" in scan.report()
+    scan = scan_root(folder_root)
+    assert scan.unpaired_masks == ["masks/orphan.png"] and "masks without an image" in scan.report()
+
+
+def test_bad_files_are_skipped_and_reported(aiseg_root):
+    images = sorted((aiseg_root / "clip_img").rglob("*.jpg"))
+    mattes = sorted((aiseg_root / "matting").rglob("*.png"))
+    images[0].write_bytes(b"not a jpeg at all")
+    data = images[1].read_bytes()
+    images[1].write_bytes(data[: len(data) // 2])  # a cut-off download
+    rgba = cv2.imread(str(mattes[2]), cv2.IMREAD_UNCHANGED)
+    cv2.imwrite(str(mattes[2]), rgba[:, :, 3])  # matte saved without its alpha channel
+    cv2.imwrite(str(mattes[3]), cv2.resize(rgba, (30, 40)))  # wrong size
+    scan = scan_root(aiseg_root)
+    assert len(scan.pairs) == 4
+    reasons = "\n".join(scan.bad)
+    assert f"{images[0]}: not a readable image" in reasons
+    assert f"{images[1]}: truncated JPEG" in reasons
+    assert f"{mattes[2]}: no alpha channel" in reasons
+    assert f"{mattes[3]}: mask is 30x40 but its image is 60x80" in reasons
+    assert "4 unusable pairs left out" in scan.report()
+
+
+def test_missing_root_and_unknown_layout(tmp_path):
+    with pytest.raises(UserError, match="does not exist"):
+        scan_root(tmp_path / "nowhere")
+    (tmp_path / "photos").mkdir()
+    with pytest.raises(UserError, match=r"expected clip_img/ and matting/ .* or images/ and masks/"):
+        scan_root(tmp_path)
+
+
+def test_empty_dataset_is_an_error(tmp_path):
+    (tmp_path / "images").mkdir()
+    (tmp_path / "masks").mkdir()
+    with pytest.raises(UserError, match="no usable image/mask pairs"):
+        make_splits(roots=[str(tmp_path)])
+
+
+def test_all_masks_without_alpha_stop_with_the_reason(aiseg_root):
+    for matte in (aiseg_root / "matting").rglob("*.png"):
+        cv2.imwrite(str(matte), cv2.imread(str(matte), cv2.IMREAD_UNCHANGED)[:, :, 3])
+    with pytest.raises(UserError, match="no alpha channel"):
+        make_splits(roots=[str(aiseg_root)])
+
+
+def test_split_is_deterministic_disjoint_and_per_root(aiseg_root, folder_root):
+    splits, _ = make_splits(roots=[str(aiseg_root), str(folder_root)], split=(0.5, 0.25, 0.25), seed=3)
+    again, _ = make_splits(roots=[str(aiseg_root), str(folder_root)], split=(0.5, 0.25, 0.25), seed=3)
+    other, _ = make_splits(roots=[str(aiseg_root), str(folder_root)], split=(0.5, 0.25, 0.25), seed=4)
+    assert splits == again and splits != other
+    assert [len(splits[s]) for s in ("train", "val", "test")] == [8, 4, 4]
+    for name in ("train", "val", "test"):  # both kinds in every split
+        assert {p.layout for p in splits[name]} == {"aisegment", "folder"}
+    keys = [p.image_path for s in splits.values() for p in s]
+    assert len(keys) == len(set(keys)) == 16
+
+
+def test_split_counts_like_the_reference(aiseg_root):
+    pairs = scan_root(aiseg_root).pairs
+    split = split_pairs(pairs, (5, 2, 1), seed=0)
+    assert [len(split[s]) for s in ("train", "val", "test")] == [5, 2, 1]
+    # more training data never moves a test photo
+    assert split_pairs(pairs, (3, 2, 1), seed=0)["test"] == split["test"]
+    with pytest.raises(UserError, match="asks for 1600 pairs but .* has 8"):
+        split_pairs(pairs, (1360, 120, 120), seed=0)
+    with pytest.raises(UserError, match="sum to at most 1"):
+        split_pairs(pairs, (0.8, 0.2, 0.2), seed=0)
+
+
+def test_split_lists_round_trip(tmp_path, aiseg_root):
+    splits, _ = make_splits(roots=[str(aiseg_root)], split=(0.5, 0.25, 0.25))
+    save_splits(tmp_path, splits)
+    assert load_splits(tmp_path) == splits
+    assert (tmp_path / "splits" / "test.tsv").read_text().startswith("# root\timage\tmask\tlayout")
+
+
+def test_train_transform_output_and_reproducibility(aiseg_root):
+    prep = Preprocess(input_size=(64, 32))
+    pairs = scan_root(aiseg_root).pairs
+    dataset = SegmentationDataset(pairs, TrainTransform(prep), seed=1)
+    a, b = dataset[0], dataset[0]
+    assert a["image"].shape == (3, 64, 32) and a["image"].dtype == torch.float32
+    assert a["mask"].shape == (1, 64, 32) and set(a["mask"].unique().tolist()) <= {0.0, 1.0}
+    assert torch.equal(a["image"], b["image"])  # a function of (seed, epoch, index)
+    dataset.set_epoch(1)
+    assert not torch.equal(dataset[0]["image"], a["image"])
+
+
+def test_eval_transform_letterboxes_without_stretching():
+    prep = Preprocess(input_size=(64, 32))
+    image = np.full((40, 40, 3), 200, np.uint8)  # square photo into a 2:1 box
+    mask = np.ones((40, 40), np.uint8)
+    out = EvalTransform(prep)(image=image, mask=mask)
+    rows = out["mask"][0].sum(1)
+    assert out["mask"].shape == (1, 64, 32)
+    assert int(out["mask"].sum()) == 32 * 32  # the square stays square: 32x32, padded above and below
+    assert rows[:16].sum() == 0 and rows[-16:].sum() == 0
+
+
+def test_decode_failure_at_load_time_is_skipped_with_a_warning(aiseg_root):
+    pairs = scan_root(aiseg_root).pairs
+    dataset = SegmentationDataset(pairs, EvalTransform(Preprocess(input_size=(64, 64))))
+    pairs[0].image_path.write_bytes(b"\xff\xd8garbage\xff\xd9")  # valid-looking ends, corrupt body
+    with pytest.warns(UserWarning, match="skipping"):
+        sample = dataset[0]
+    assert sample["image"].shape == (3, 64, 64)

@@ -1,0 +1,301 @@
+"""The training loop end to end on generated data: run folders, resume, failure modes, gin files."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import gin
+import pytest
+import torch
+from conftest import ROOT, make_aisegment, make_folder
+
+import lib
+from lib import experiment
+from lib.config import parse, parse_for_resume
+from lib.errors import UserError
+from lib.model import read_checkpoint
+
+TINY = [
+    "build_model.arch = 'Unet'",
+    "build_model.encoder_name = 'resnet18'",
+    "build_model.encoder_weights = None",
+    "build_model.model_kwargs = {'decoder_channels': (16, 16, 8, 8, 8)}",
+    "build_dataloaders.input_size = (64, 64)",
+    "build_dataloaders.batch_size = 2",
+    "build_dataloaders.num_workers = 0",
+    "make_splits.split = (0.5, 0.25, 0.25)",
+    "train.log_with = ()",
+    "train.export_formats = ()",
+    "train.warmup_steps = 2",
+]
+
+
+def bindings(tmp_path: Path, roots: list[Path], *extra: str) -> list[str]:
+    roots = [str(r) for r in roots]
+    return [*TINY, f"make_splits.roots = {roots!r}", f"train.run_root = '{tmp_path / 'exps'}'", *extra]
+
+
+def train(tmp_path, roots, *extra, gin_files=()):
+    parse(list(gin_files), bindings(tmp_path, roots, *extra))
+    return lib.train.train()
+
+
+def writer_pids(run_dir: Path) -> set[str]:
+    """TensorBoard event files are named events.out.tfevents.<time>.<host>.<pid>.<n>."""
+    return {p.name.split(".")[-2] for p in (run_dir / "logs").rglob("events.out.tfevents*")}
+
+
+def reset():
+    from accelerate.state import AcceleratorState, PartialState
+
+    gin.clear_config()
+    AcceleratorState._reset_state(True)
+    PartialState._reset_state()
+
+
+@pytest.fixture
+def data(tmp_path):
+    return [make_aisegment(tmp_path / "aiseg", n=8), make_folder(tmp_path / "folder", n=8)]
+
+
+def test_run_folder_holds_everything(tmp_path, data):
+    run_dir = train(
+        tmp_path, data, "train.epochs = 2", "train.pics_every = 1", "train.log_with = ('tensorboard', 'wandb')",
+        "train.export_formats = ('torchscript', 'onnx')",
+    )  # fmt: skip
+    assert run_dir == tmp_path / "exps" / "exp1"
+    expected = ["operative_config.gin", "metrics.json", "splits/train.tsv", "splits/val.tsv", "splits/test.tsv",
+                "weights/best.pt", "weights/last.pt", "weights/best.ts", "weights/best.onnx", "pics/curves.png",
+                "pics/val_epoch001.png", "pics/val_epoch002.png", "pics/test_worst.png"]  # fmt: skip
+    for name in expected:
+        assert (run_dir / name).is_file(), name
+    assert "build_model.arch = 'Unet'" in (run_dir / "operative_config.gin").read_text()
+    assert len(writer_pids(run_dir)) == 1
+    assert len(list((run_dir / "logs" / "wandb").glob("offline-run-*"))) == 1
+    assert [s for s, _ in experiment.checkpoints(run_dir)] == [4, 8]  # 4 steps per epoch, both kept
+    results = json.loads((run_dir / "metrics.json").read_text())
+    assert results["steps"] == 8 and len(results["history"]) == 2
+    assert 0.0 <= results["test"]["iou"] <= 1.0 and results["test"]["n"] == 4
+    assert set(results["test"]["by_root"]) == {str(d) for d in data}
+    assert results["exports"]["onnx"]["max_abs_diff"] < 1e-4
+    payload = read_checkpoint(run_dir / "weights" / "best.pt")  # self-describing
+    assert payload["model"]["arch"] == "Unet" and payload["preprocess"]["input_size"] == [64, 64]
+    assert payload["meta"]["epoch"] == results["best"]["epoch"]
+
+
+def test_runs_are_numbered(tmp_path, data):
+    first = train(tmp_path, data, "train.max_steps = 1")
+    reset()
+    second = train(tmp_path, data, "train.max_steps = 1")
+    assert (first.name, second.name) == ("exp1", "exp2")
+    (tmp_path / "exps" / "exp7").mkdir()  # numbering continues after the highest, gaps and all
+    assert experiment.new_run_dir(tmp_path / "exps").name == "exp8"
+
+
+def test_validation_iou_rises_on_learnable_data(tmp_path):
+    roots = [make_folder(tmp_path / "easy", n=16)]
+    run_dir = train(tmp_path, roots, "train.epochs = 6", "train.lr = 3e-3", "build_dataloaders.batch_size = 4",
+                    "build_dataloaders.augment_strength = 0.2")  # fmt: skip
+    history = json.loads((run_dir / "metrics.json").read_text())["history"]
+    assert history[-1]["val_iou"] > history[0]["val_iou"] + 0.1
+    assert history[-1]["train_loss"] < history[0]["train_loss"]
+
+
+class StopAfter:
+    """Stands in for Ctrl-C: asks the loop to stop once it has read the flag n times."""
+
+    def __init__(self, n):
+        self.n = n
+
+    def __call__(self):
+        outer = self
+
+        class Stop:
+            @property
+            def requested(self):
+                outer.n -= 1
+                return outer.n < 0
+
+        return Stop()
+
+
+def test_interrupt_then_resume_equals_an_uninterrupted_run(tmp_path, data, monkeypatch):
+    steps = ["train.epochs = 3"]
+    straight = train(tmp_path, data, *steps)
+    reset()
+    monkeypatch.setattr(lib.train, "StopRequest", StopAfter(5))  # stop after step 6, mid-epoch 2
+    with pytest.raises(lib.train.Interrupted, match=r"stopped at step 6 .* --resume"):
+        train(tmp_path, data, *steps)
+    interrupted = tmp_path / "exps" / "exp2"
+    assert [s for s, _ in experiment.checkpoints(interrupted)] == [4, 6]
+    monkeypatch.undo()
+    reset()
+    parse_for_resume(str(interrupted), [], [])
+    assert lib.train.train() == interrupted
+    a = read_checkpoint(straight / "weights" / "last.pt")["state_dict"]
+    b = read_checkpoint(interrupted / "weights" / "last.pt")["state_dict"]
+    assert all(torch.allclose(a[k].float(), b[k].float(), atol=1e-5) for k in a)
+    history_a = json.loads((straight / "metrics.json").read_text())["history"]
+    history_b = json.loads((interrupted / "metrics.json").read_text())["history"]
+    assert [h["val_iou"] for h in history_a] == pytest.approx([h["val_iou"] for h in history_b], abs=1e-6)
+
+
+def test_nan_loss_stops_with_a_message_and_keeps_the_last_checkpoint(tmp_path, data, monkeypatch):
+    real = lib.train.build_loss
+
+    def poisoned_after(n):
+        loss = real()
+        calls = {"n": 0}
+
+        def forward(logits, target):
+            calls["n"] += 1
+            value = loss(logits, target)
+            return value * float("nan") if calls["n"] > n else value
+
+        return forward
+
+    monkeypatch.setattr(lib.train, "build_loss", lambda: poisoned_after(4 + 4))  # 4 train + 4 val calls
+    with pytest.raises(lib.train.Diverged, match=r"loss became nan at step 5 .* last good checkpoint is .*step_4"):
+        train(tmp_path, data, "train.epochs = 3")
+    run_dir = tmp_path / "exps" / "exp1"
+    assert [s for s, _ in experiment.checkpoints(run_dir)] == [4]
+    weights = read_checkpoint(run_dir / "weights" / "last.pt")["state_dict"]
+    assert all(torch.isfinite(w).all() for w in weights.values())
+
+
+@pytest.mark.parametrize(
+    "binding, message",
+    [
+        ("train.no_such_flag = 1", "gin config: .*no_such_flag"),
+        ("no_such_function.x = 1", "gin config: No configurable matching 'no_such_function'"),
+        ("build_model.encoder_name = 'resnet1000'", "encoder_name='resnet1000' is not an encoder smp knows"),
+        ("build_model.arch = 'Unet3D'", "arch='Unet3D' is not an smp architecture"),
+        ("build_model.encoder_weights = '/nowhere/enc.pt'", "encoder_weights='/nowhere/enc.pt': no such file"),
+        ("build_dataloaders.input_size = (100, 64)", r"input_size=\(100, 64\): height and width must be .*32"),
+        ("make_splits.roots = ['/nowhere']", "data root /nowhere does not exist"),
+    ],
+)
+def test_bad_configuration_gives_one_clear_message(tmp_path, data, binding, message):
+    with pytest.raises(UserError, match=message):
+        train(tmp_path, data, binding, "train.max_steps = 1")
+
+
+def test_encoder_weights_from_a_local_file(tmp_path, data):
+    from lib.model import build_model
+
+    model, _ = build_model(arch="Unet", encoder_name="resnet18")
+    path = tmp_path / "enc.pt"
+    torch.save({k: v + 1 for k, v in model.encoder.state_dict().items()}, path)
+    loaded, _ = build_model(arch="Unet", encoder_name="resnet18", encoder_weights=str(path))
+    assert torch.equal(loaded.encoder.conv1.weight, model.encoder.conv1.weight + 1)
+    with pytest.raises(UserError, match="does not fit encoder"):
+        build_model(arch="Unet", encoder_name="mobilenet_v2", encoder_weights=str(path))
+
+
+def test_imagenet_offline_says_what_to_do(monkeypatch):
+    from lib.model import build_model
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(UserError, match="could not download the resnet18 weights"):
+        build_model(arch="Unet", encoder_name="resnet18", encoder_weights="imagenet")
+
+
+@pytest.mark.parametrize("config", sorted(p.name for p in (ROOT / "gin").glob("*.gin")))
+def test_every_gin_file_trains_two_steps(tmp_path, data, config):
+    tiny = ["build_model.encoder_weights = None", "build_dataloaders.input_size = (64, 64)",
+            "build_dataloaders.batch_size = 2", "build_dataloaders.num_workers = 0",
+            "make_splits.split = (0.5, 0.25, 0.25)", "train.max_steps = 2",
+            "train.export_formats = ('onnx',)"]  # fmt: skip
+    run_dir = train(tmp_path, data, *tiny, gin_files=[str(ROOT / "gin" / config)])
+    assert (run_dir / "weights" / "best.onnx").is_file() and (run_dir / "operative_config.gin").is_file()
+    arch = gin.query_parameter("build_model.arch")
+    assert f"build_model.arch = '{arch}'" in (run_dir / "operative_config.gin").read_text()
+    assert json.loads((run_dir / "metrics.json").read_text())["steps"] == 2
+
+
+def _cli(args, cwd=ROOT, **kwargs):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline"}
+    pipe = {"stdout": subprocess.PIPE, "stderr": subprocess.STDOUT, "text": True}
+    return subprocess.Popen(args, cwd=cwd, env=env, **pipe, **kwargs)
+
+
+def _wait_for(path: Path, proc, timeout=120):
+    start = time.time()
+    while not path.exists():
+        assert proc.poll() is None, proc.stdout.read()
+        assert time.time() - start < timeout, f"{path} never appeared"
+        time.sleep(0.2)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
+def test_cli_killed_or_interrupted_run_resumes(tmp_path, data, sig):
+    params = [a for b in bindings(tmp_path, data, "train.epochs = 40") for a in ("--gin-param", b)]
+    proc = _cli([sys.executable, "train.py", "--gin", "gin/smoke.gin", *params])
+    run_dir = tmp_path / "exps" / "exp1"
+    _wait_for(run_dir / "checkpoints" / "step_4", proc)
+    proc.send_signal(sig)
+    out, _ = proc.communicate(timeout=120)
+    if sig == signal.SIGINT:
+        assert proc.returncode == 130 and "stopped at step" in out and "--resume" in out and "Traceback" not in out
+    else:
+        assert proc.returncode == -signal.SIGKILL
+    saved = experiment.checkpoints(run_dir)[-1][0]
+    assert saved >= 4 and (run_dir / "weights" / "last.pt").is_file()
+    resumed = _cli([sys.executable, "train.py", "--resume", str(run_dir), "--gin-param", "train.epochs = 12"])
+    out, _ = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, out
+    assert f"resuming {run_dir} at step {saved}" in out
+    assert json.loads((run_dir / "metrics.json").read_text())["steps"] == 48
+    assert not list((tmp_path / "exps").glob("exp2"))
+
+
+def test_cli_bad_flag_message_without_traceback(tmp_path):
+    proc = _cli([sys.executable, "train.py", "--gin", "gin/smoke.gin", "--gin-param", "train.lrr = 1"])
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 2 and "error: gin config:" in out and "lrr" in out and "Traceback" not in out
+    proc = _cli([sys.executable, "train.py", "--gin", "gin/nope.gin"])
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 2 and "--gin gin/nope.gin: no such file" in out
+
+
+def test_two_processes_one_folder_same_validation(tmp_path):
+    """Two processes on the CPU (gloo): one run folder, written by the main process, and
+    validation scores equal to one process scoring the same weights (the val split is odd-sized,
+    so the gather must drop the padding duplicates)."""
+    roots = [make_folder(tmp_path / "folder", n=10)]  # val: 3 photos over 2 processes
+    params = bindings(tmp_path, roots, "train.epochs = 1", "make_splits.split = (0.5, 0.3, 0.2)",
+                      "train.log_with = ('tensorboard',)")  # fmt: skip
+    # accelerate 1.15's "--cpu --num_processes 2" starts one process unless MPI is installed;
+    # --multi_gpu goes through torchrun, and train() picks the CPU when there is no CUDA.
+    launcher = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+                "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]  # fmt: skip
+    proc = _cli([*launcher, "train.py", "--gin", "gin/smoke.gin", *[a for p in params for a in ("--gin-param", p)]])
+    out, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, out
+    assert sorted(p.name for p in (tmp_path / "exps").iterdir()) == ["exp1"]
+    run_dir = tmp_path / "exps" / "exp1"
+    assert "x2" in out  # the run reported two processes
+    assert len(writer_pids(run_dir)) == 1
+    assert sorted(p.name for p in experiment.checkpoints(run_dir)[-1][1].glob("random_states_*")) == [
+        "random_states_0.pkl", "random_states_1.pkl"]  # fmt: skip
+    val_two = json.loads((run_dir / "metrics.json").read_text())["history"][-1]
+
+    from accelerate import Accelerator
+
+    from lib.data import build_dataloaders, load_splits
+    from lib.losses import build_loss
+    from lib.model import load_checkpoint
+
+    model, _ = load_checkpoint(run_dir / "weights" / "last.pt")
+    accelerator = Accelerator(cpu=True)
+    _, val_dl, _ = build_dataloaders(load_splits(run_dir), input_size=(64, 64), batch_size=2, num_workers=0)
+    model, val_dl = accelerator.prepare(model, val_dl)
+    val_one = lib.train.validate(model, val_dl, build_loss(), accelerator)
+    assert val_one["n"] == 3
+    assert val_one["iou"] == pytest.approx(val_two["val_iou"], abs=1e-9)
+    assert val_one["mean_iou"] == pytest.approx(val_two["val_mean_iou"], abs=1e-9)
+    assert val_one["loss"] == pytest.approx(val_two["val_loss"], rel=1e-5)
