@@ -1,0 +1,179 @@
+"""evaluate.py and export.py: exact metrics with a model whose answers are known, parity of every
+exported format, and the bad inputs."""
+
+import json
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from conftest import ROOT, draw_pair
+
+from lib.errors import UserError
+from lib.evaluate import evaluate
+from lib.export import export_all, export_onnx, export_torchscript, metadata, verify
+from lib.inference import load_segmenter, read_info
+from lib.model import load_checkpoint
+from lib.preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocess
+
+
+class Brightness(torch.nn.Module):
+    """Person = bright pixel. On the generated photos (person >= 150, background < 90) and at the
+    model's own size, its answer is exactly the true mask."""
+
+    def forward(self, x):
+        mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+        std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+        return ((x * std + mean).mean(1, keepdim=True) - 0.47) * 50
+
+
+class Everything(torch.nn.Module):
+    """Says 'person' everywhere with probability sigmoid(2)."""
+
+    def forward(self, x):
+        return torch.full_like(x[:, :1], 2.0)
+
+
+INFO = metadata({"arch": "fixture", "encoder_name": "none", "model_kwargs": {}}, Preprocess(input_size=(64, 64)))
+
+
+@pytest.fixture
+def png_root(tmp_path):
+    """Folder layout, lossless PNG photos at the model's input size: no resize, no JPEG blur."""
+    rng = np.random.default_rng(5)
+    (tmp_path / "d" / "images").mkdir(parents=True)
+    (tmp_path / "d" / "masks").mkdir()
+    truths = []
+    for i in range(5):
+        image, mask = draw_pair(rng, 64, 64)
+        cv2.imwrite(str(tmp_path / "d" / "images" / f"{i}.png"), image)
+        cv2.imwrite(str(tmp_path / "d" / "masks" / f"{i}.png"), mask * 255)
+        truths.append(mask)
+    return tmp_path / "d", truths
+
+
+def test_metrics_are_exact_with_a_known_model(tmp_path, png_root):
+    root, truths = png_root
+    perfect = export_onnx(Brightness(), INFO, tmp_path / "bright.onnx")
+    result = evaluate(str(perfect), data=[str(root)], json_out=str(tmp_path / "out" / "m.json"), progress=False)
+    for key in ("iou", "mean_iou", "dice", "pixel_acc", "boundary_f"):
+        assert result[key] == pytest.approx(1.0, abs=1e-12), key
+    assert result["n"] == 5
+
+    everything = export_onnx(Everything(), INFO, tmp_path / "all.onnx")
+    result = evaluate(str(everything), data=[str(root)], json_out=str(tmp_path / "out" / "all.json"), progress=False)
+    person = np.array([t.sum() for t in truths], float)
+    p = 1 / (1 + np.exp(-2.0))
+    assert result["iou"] == pytest.approx(person.sum() / (5 * 64 * 64))
+    assert result["mean_iou"] == pytest.approx(np.mean(person / (64 * 64)))
+    assert result["pixel_acc"] == pytest.approx(person.sum() / (5 * 64 * 64))
+    assert result["dice"] == pytest.approx(2 * person.sum() / (person.sum() + 5 * 64 * 64))
+    expected_loss = np.mean([-(f * np.log(p) + (1 - f) * np.log(1 - p)) for f in person / (64 * 64)])
+    assert result["loss"] == pytest.approx(expected_loss, rel=1e-5)
+    saved = json.loads((tmp_path / "out" / "all.json").read_text())
+    assert {"iou", "mean_iou", "dice", "loss", "boundary_f", "n"} <= set(saved)
+    assert (tmp_path / "out" / "all_worst.png").is_file()
+
+
+def test_flip_tta_runs_and_is_symmetric(tmp_path, png_root):
+    root, _ = png_root
+    perfect = export_torchscript(Brightness(), INFO, tmp_path / "bright.ts")
+    assert evaluate(str(perfect), data=[str(root)], tta=True, progress=False)["iou"] == pytest.approx(1.0)
+
+
+def test_every_format_matches_eager_at_two_sizes(tmp_path, tiny_checkpoint):
+    model, payload = load_checkpoint(tiny_checkpoint)
+    info = {k: payload[k] for k in ("model", "preprocess", "meta")}
+    results = export_all(model, info, tmp_path, "tiny", ["torchscript", "onnx", "smp"])
+    for fmt, r in results.items():
+        assert r["max_abs_diff"] < 1e-4, fmt
+        assert r["sizes"] == [(64, 64), (96, 64)]
+        assert read_info(tmp_path / ("tiny" + {"torchscript": ".ts", "onnx": ".onnx", "smp": "_smp"}[fmt]),
+                         fmt)["preprocess"] == payload["preprocess"]  # fmt: skip
+    # the frame-level API gives the same probabilities through every format, any frame size
+    frames = [np.random.default_rng(0).integers(0, 255, (h, w, 3), dtype=np.uint8) for h, w in ((48, 80), (100, 60))]
+    reference = [load_segmenter(tiny_checkpoint)(f) for f in frames]
+    for path in (tmp_path / "tiny.ts", tmp_path / "tiny.onnx", tmp_path / "tiny_smp"):
+        seg = load_segmenter(path)
+        for frame, ref in zip(frames, reference, strict=True):
+            prob = seg(frame)
+            assert prob.shape == frame.shape[:2] and prob.dtype == np.float32
+            assert np.abs(prob - ref).max() < 1e-5
+    import segmentation_models_pytorch as smp
+
+    assert isinstance(smp.from_pretrained(str(tmp_path / "tiny_smp")), torch.nn.Module)
+
+
+def test_parity_failure_is_reported(tmp_path, tiny_checkpoint):
+    model, payload = load_checkpoint(tiny_checkpoint)
+    info = {k: payload[k] for k in ("model", "preprocess", "meta")}
+    path = export_onnx(model, info, tmp_path / "m.onnx")
+    with torch.no_grad():
+        model.segmentation_head[0].bias += 0.01  # the eager model moved on; the file did not
+    with pytest.raises(RuntimeError, match="differs from the eager model"):
+        verify(model, path, "onnx", [(64, 64)])
+
+
+def test_exported_onnx_scores_like_the_checkpoint(tmp_path, tiny_checkpoint, png_root):
+    root, _ = png_root
+    model, payload = load_checkpoint(tiny_checkpoint)
+    info = {k: payload[k] for k in ("model", "preprocess", "meta")}
+    onnx_path = export_onnx(model, info, tmp_path / "tiny.onnx")
+    from_pt = evaluate(str(tiny_checkpoint), data=[str(root)], progress=False)
+    from_onnx = evaluate(str(onnx_path), data=[str(root)], progress=False)
+    from_converted = evaluate(str(tiny_checkpoint), data=[str(root)], backend="onnx", progress=False)
+    for key in ("iou", "mean_iou", "dice", "boundary_f", "loss"):
+        assert from_onnx[key] == pytest.approx(from_pt[key], abs=1e-4), key
+        assert from_converted[key] == pytest.approx(from_onnx[key], abs=1e-9), key
+
+
+def test_bad_inputs(tmp_path, tiny_checkpoint, png_root):
+    root, _ = png_root
+    with pytest.raises(UserError, match="does not exist"):
+        evaluate(str(tmp_path / "missing.pt"), data=[str(root)])
+    (tmp_path / "corrupt.pt").write_bytes(b"\x00garbage" * 10)
+    with pytest.raises(UserError, match="could not be read"):
+        evaluate(str(tmp_path / "corrupt.pt"), data=[str(root)])
+    torch.save({"conv.weight": torch.zeros(1)}, tmp_path / "foreign.pt")
+    with pytest.raises(UserError, match="not a checkpoint of this project"):
+        evaluate(str(tmp_path / "foreign.pt"), data=[str(root)])
+    (tmp_path / "model.h5").write_bytes(b"")
+    with pytest.raises(UserError, match="unknown model file type '.h5'"):
+        evaluate(str(tmp_path / "model.h5"))
+    (tmp_path / "empty" / "images").mkdir(parents=True)
+    (tmp_path / "empty" / "masks").mkdir()
+    with pytest.raises(UserError, match="no usable image/mask pairs"):
+        evaluate(str(tiny_checkpoint), data=[str(tmp_path / "empty")])
+    with pytest.raises(UserError, match="no run folder with split lists"):
+        evaluate(str(tiny_checkpoint))
+    with pytest.raises(UserError, match="--split test with --data"):
+        evaluate(str(tiny_checkpoint), data=[str(root)], split="test")
+    bare = torch.nn.Conv2d(3, 1, 1)
+    torch.onnx.export(bare, (torch.zeros(1, 3, 8, 8),), str(tmp_path / "bare.onnx"), dynamo=False)
+    with pytest.raises(UserError, match="carries no 'person_seg' metadata"):
+        evaluate(str(tmp_path / "bare.onnx"), data=[str(root)])
+
+
+def test_split_the_run_never_wrote(tmp_path, tiny_checkpoint, png_root):
+    run = tmp_path / "exp1"
+    (run / "weights").mkdir(parents=True)
+    (run / "splits").mkdir()
+    root, _ = png_root
+    lines = ["# root\timage\tmask\tlayout", f"{root}\timages/0.png\tmasks/0.png\tfolder"]
+    (run / "splits" / "test.tsv").write_text("\n".join(lines) + "\n")
+    ckpt = run / "weights" / "best.pt"
+    ckpt.write_bytes(tiny_checkpoint.read_bytes())
+    assert evaluate(str(ckpt), progress=False)["n"] == 1  # found through the run folder
+    assert (run / "pics" / "eval_test_best_pt_worst.png").is_file()
+    with pytest.raises(UserError, match="never wrote val.tsv"):
+        evaluate(str(ckpt), split="val")
+
+
+def test_cli_reports_bad_input_without_traceback(tmp_path):
+    for script, args in (("evaluate.py", ["--ckpt", str(tmp_path / "nope.pt")]),
+                         ("export.py", ["--ckpt", str(tmp_path / "nope.onnx")])):  # fmt: skip
+        proc = subprocess.run([sys.executable, script, *args], cwd=ROOT, capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 2, proc.stderr
+        assert proc.stderr.startswith("error: ") and "Traceback" not in proc.stderr
