@@ -1,0 +1,383 @@
+"""The live loop behind webcam.py: read, segment, steady the mask, composite, show or write.
+
+Three stages overlap when `pipeline` is on: a thread decodes the next frame and another encodes
+the previous one while the main thread runs the model (OpenCV and ONNX Runtime release the GIL).
+The window stays on the main thread (GUI toolkits insist). A live source keeps only its newest
+frame, so a slow model drops frames instead of falling behind the camera.
+"""
+
+import os
+import queue
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from lib.compose import MODES, Compositor, TemporalSmoother
+from lib.errors import UserError
+from lib.inference import Segmenter, load_segmenter
+from lib.preprocess import Preprocess
+from lib.video import (
+    Background,
+    DisplayUnavailable,
+    Sink,
+    Source,
+    SourceLost,
+    VirtualCam,
+    Window,
+    as_bgr,
+    open_sink,
+    open_source,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_MODEL = ROOT / "models" / "lite.onnx"  # ships with the trained models (see models/README.md)
+
+
+@dataclass
+class Options:
+    source: str = "0"
+    ckpt: str | None = None
+    backend: str | None = None
+    device: str = "cpu"
+    threads: int | None = None
+    mode: str = "blur"
+    blur_strength: float = 1.0
+    background: str | None = None
+    feather: float = 0.02
+    output: str | None = None
+    fourcc: str | None = None
+    display: bool = True
+    virtual_cam: bool = False
+    smooth: bool = True
+    momentum: float = 0.8
+    every: int = 1
+    benchmark: bool = False
+    max_frames: int | None = None
+    camera_size: tuple[int, int] | None = None
+    show_stats: bool = True
+    pipeline: bool = True
+
+
+def resolve_model(ckpt: str | None) -> Path:
+    if ckpt:
+        return Path(ckpt)
+    if not DEFAULT_MODEL.is_file():
+        raise UserError(
+            f"no default model: {os.path.relpath(DEFAULT_MODEL)} is not there yet (it ships with the trained "
+            "models); pass --ckpt experiments/expN/weights/best.pt (or a .ts/.onnx)"
+        )
+    return DEFAULT_MODEL
+
+
+def model_view(frame: np.ndarray, prep: Preprocess) -> np.ndarray:
+    """The frame scaled to fit the model's input box (what letterbox would make of it), so the
+    probability comes back at this small size and compositing scales the matte up once."""
+    h, w = frame.shape[:2]
+    box = prep.box_for(h, w)
+    scale = min(box[0] / h, box[1] / w)
+    size = (max(1, min(box[1], round(w * scale))), max(1, min(box[0], round(h * scale))))
+    if size == (w, h):
+        return frame
+    return cv2.resize(frame, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+
+
+def flicker_rate(prev_pred: np.ndarray, pred: np.ndarray, prev_truth: np.ndarray, truth: np.ndarray) -> float:
+    """Share of pixels whose predicted label flips between two frames while the true label does not."""
+    flips = (prev_pred != pred) & (prev_truth == truth)
+    return float(np.count_nonzero(flips)) / pred.size
+
+
+class Stats:
+    """FPS, model ms and total ms per frame; the first frame (warm-up) is left out of the means."""
+
+    def __init__(self):
+        self.frames = self.model_runs = self.dropped = 0
+        self.model_s = self.total_s = 0.0
+        self.t_first = self.t_last = None
+        self.fps_now = 0.0
+        self.last_model_ms = self.last_total_ms = 0.0
+
+    def add(self, total_s: float, model_s: float | None) -> None:
+        now = time.perf_counter()
+        self.frames += 1
+        if self.t_last is not None:
+            instant = 1.0 / max(now - self.t_last, 1e-6)
+            self.fps_now = 0.9 * self.fps_now + 0.1 * instant if self.fps_now else instant
+        if self.frames == 1:
+            self.t_first = now
+        else:
+            self.total_s += total_s
+            if model_s is not None:
+                self.model_runs += 1
+                self.model_s += model_s
+        self.t_last = now
+        self.last_total_ms = total_s * 1000
+        if model_s is not None:
+            self.last_model_ms = model_s * 1000
+
+    @property
+    def fps(self) -> float:
+        span = (self.t_last or 0) - (self.t_first or 0)
+        return (self.frames - 1) / span if self.frames > 1 and span > 0 else 0.0
+
+    def summary(self) -> str:
+        model_ms = 1000 * self.model_s / self.model_runs if self.model_runs else 0.0
+        total_ms = 1000 * self.total_s / (self.frames - 1) if self.frames > 1 else 0.0
+        return f"frames={self.frames} fps={self.fps:.1f} model_ms={model_ms:.1f} total_ms={total_ms:.1f}"
+
+    def draw(self, image: np.ndarray) -> np.ndarray:
+        text = f"{self.fps_now:4.1f} FPS  model {self.last_model_ms:4.1f} ms  total {self.last_total_ms:4.1f} ms"
+        image = as_bgr(image).copy()
+        for color, thick in (((0, 0, 0), 3), ((255, 255, 255), 1)):
+            cv2.putText(image, text, (8, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.5, color, thick, cv2.LINE_AA)
+        return image
+
+
+_END = object()
+
+
+class Prefetch:
+    """Reads frames on a thread; a live source keeps only its newest frame (counting the dropped)."""
+
+    def __init__(self, source: Source):
+        self.source, self.live = source, source.live
+        self.queue: queue.Queue = queue.Queue(maxsize=1 if self.live else 4)
+        self.stop = threading.Event()
+        self.dropped = 0
+        self.thread = threading.Thread(target=self._run, name="read", daemon=True)
+        self.thread.start()
+
+    def _put(self, item) -> None:
+        while not self.stop.is_set():
+            if self.live and item is not _END and not isinstance(item, BaseException):
+                try:
+                    self.queue.get_nowait()
+                    self.dropped += 1
+                except queue.Empty:
+                    pass
+            try:
+                self.queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def _run(self) -> None:
+        try:
+            while not self.stop.is_set():
+                start = time.perf_counter()
+                frame = self.source.read()
+                if frame is None:
+                    break
+                frame.read_s = time.perf_counter() - start
+                self._put(frame)
+        except BaseException as error:  # noqa: BLE001 - handed to the main thread
+            self._put(error)
+            return
+        self._put(_END)
+
+    def __iter__(self):
+        while True:
+            item = self.queue.get()
+            if item is _END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(timeout=2)
+
+
+def _timed_frames(source: Source):
+    """The same as Prefetch, without a thread."""
+    while True:
+        start = time.perf_counter()
+        frame = source.read()
+        if frame is None:
+            return
+        frame.read_s = time.perf_counter() - start
+        yield frame
+
+
+class Writer:
+    """Hands frames to file and virtual-camera sinks, on a thread when `threaded`."""
+
+    def __init__(self, sinks: list[Sink], threaded: bool):
+        self.sinks, self.error, self.write_s = sinks, None, 0.0
+        self.queue: queue.Queue | None = None
+        if threaded and sinks:
+            self.queue = queue.Queue(maxsize=4)
+            self.thread = threading.Thread(target=self._run, name="write", daemon=True)
+            self.thread.start()
+
+    def _write(self, image: np.ndarray, name: str) -> None:
+        start = time.perf_counter()
+        for sink in self.sinks:
+            sink.write(image, name)
+        self.write_s = time.perf_counter() - start
+
+    def _run(self) -> None:
+        while (item := self.queue.get()) is not None:
+            if self.error is None:
+                try:
+                    self._write(*item)
+                except BaseException as error:  # noqa: BLE001 - raised again on the main thread
+                    self.error = error
+
+    def write(self, image: np.ndarray, name: str) -> None:
+        if self.error is not None:
+            raise self.error
+        if self.queue is None:
+            self._write(image, name)
+        else:
+            self.queue.put((image, name))
+
+    def close(self, ok: bool) -> None:
+        """Flush, then finish every sink (ok) or remove what they started (not ok)."""
+        if self.queue is not None:
+            self.queue.put(None)
+            self.thread.join()
+            self.queue = None
+        ok = ok and self.error is None
+        for sink in self.sinks:
+            sink.close(ok)
+        if self.error is not None:
+            raise self.error
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _validate(opts: Options) -> None:
+    if opts.mode not in MODES:
+        raise UserError(f"--mode {opts.mode}: expected one of {', '.join(MODES)}")
+    if opts.mode == "replace" and not opts.background:
+        raise UserError("--mode replace needs --background IMAGE_OR_VIDEO")
+    if opts.background and opts.mode != "replace":
+        raise UserError(f"--background is only used with --mode replace (got --mode {opts.mode})")
+    if opts.every < 1:
+        raise UserError(f"--every {opts.every}: expected 1 or more (run the model on every N-th frame)")
+    if not 0 <= opts.momentum < 1:
+        raise UserError(f"--smooth-momentum {opts.momentum}: expected a value in [0, 1)")
+    if opts.blur_strength <= 0:
+        raise UserError(f"--blur-strength {opts.blur_strength}: expected a positive number (1 = default)")
+    if not opts.display and not opts.output and not opts.virtual_cam and not opts.benchmark:
+        raise UserError("--no-display leaves nothing to do: add --output FILE, --virtual-cam or --benchmark")
+
+
+def _no_display(opts: Options, others: bool, why: str) -> None:
+    """Without a window: go on when frames go somewhere else (or --benchmark), else say what to pass."""
+    if not others and not opts.benchmark:
+        raise UserError(
+            f"no display available ({why}); pass --output FILE (a video or a folder), --virtual-cam, "
+            "or --benchmark, with --no-display"
+        )
+    log("note: no display available (headless OpenCV or no screen); running without a window")
+
+
+def _open_window(opts: Options, others: bool) -> Window | None:
+    try:
+        return Window()
+    except DisplayUnavailable as error:
+        _no_display(opts, others, str(error))
+        return None
+
+
+def run(opts: Options, segmenter: Segmenter | None = None, source: Source | None = None) -> Stats:
+    """Run until the source ends, Esc/q/Ctrl-C or max_frames; print the stats line and return them.
+
+    segmenter/source: pass your own (tests, other programs); by default from opts.ckpt/opts.source.
+    An error removes the half-written output; a stop (Esc, Ctrl-C, camera lost) finishes it.
+    """
+    _validate(opts)
+    model_path = resolve_model(opts.ckpt) if segmenter is None else None
+    source = source or open_source(opts.source, opts.camera_size)
+    background = writer = window = reader = None
+    stats, ok = Stats(), False
+    try:
+        background = Background(opts.background) if opts.mode == "replace" else None
+        sinks: list[Sink] = []
+        if opts.output:
+            sinks.append(open_sink(opts.output, source.fps, single_image_source=_one_image(source), fourcc=opts.fourcc))
+        if opts.virtual_cam:
+            sinks.append(VirtualCam(source.fps))
+        window = _open_window(opts, bool(sinks)) if opts.display else None
+        if segmenter is None:
+            segmenter = load_segmenter(model_path, opts.backend, opts.device, opts.threads)
+            if opts.threads and not segmenter.name.endswith("(onnx)"):
+                import torch
+
+                torch.set_num_threads(opts.threads)
+        writer = Writer(sinks, threaded=opts.pipeline)
+        reader = Prefetch(source) if opts.pipeline else None
+        _loop(opts, segmenter, reader or _timed_frames(source), background, writer, window, stats)
+        ok = True
+    except KeyboardInterrupt:
+        ok = True  # Ctrl-C is how a headless recording is stopped: finish the file
+        log("stopped (Ctrl-C)")
+    except SourceLost as error:
+        ok = True  # keep what was recorded before the camera went away
+        error.stats = stats
+        raise
+    finally:
+        if reader is not None:
+            reader.close()
+            stats.dropped = reader.dropped
+        source.close()
+        for part in (background, window):
+            if part is not None:
+                part.close()
+        if writer is not None:
+            writer.close(ok)
+        if ok:
+            _report(opts, stats)
+    return stats
+
+
+def _report(opts: Options, stats: Stats) -> None:
+    dropped = f" (live source: {stats.dropped} frames dropped to keep up)" if stats.dropped else ""
+    if opts.benchmark:
+        print(stats.summary(), flush=True)
+        if dropped:
+            log(dropped.strip())
+    else:
+        log(f"done: {stats.summary()}{dropped}")
+
+
+def _one_image(source: Source) -> bool:
+    return len(getattr(source, "paths", ())) == 1
+
+
+def _loop(opts: Options, seg: Segmenter, frames, background, writer: Writer, window: Window | None, stats) -> None:
+    compositor = Compositor(opts.mode, opts.blur_strength, opts.feather)
+    smoother = TemporalSmoother(opts.momentum if opts.smooth else 0.0)
+    prob = None
+    for index, frame in enumerate(frames):
+        start = time.perf_counter()
+        image = frame.image
+        model_s = None
+        if prob is None or index % opts.every == 0:
+            small = model_view(image, seg.prep)
+            t0 = time.perf_counter()
+            prob = smoother(seg(small))
+            model_s = time.perf_counter() - t0
+        bg = background.next(image.shape[:2]) if background is not None else None
+        out = compositor(image, prob, bg)
+        writer.write(out, frame.name)
+        if window is not None:
+            try:
+                window.write(stats.draw(out) if opts.show_stats else out, frame.name)
+            except DisplayUnavailable as error:
+                _no_display(opts, bool(writer.sinks), str(error))
+                window = None
+        # per-frame cost of every stage; with the pipeline they overlap, so fps may beat 1000/total_ms
+        stats.add(time.perf_counter() - start + frame.read_s + writer.write_s, model_s)
+        if (window is not None and window.quit) or (opts.max_frames and stats.frames >= opts.max_frames):
+            break
