@@ -44,6 +44,9 @@ def main() -> None:
         "--smooth", action=argparse.BooleanOptionalAction, default=True, help="steady the mask over time (on)"
     )
     parser.add_argument("--smooth-momentum", type=float, default=0.8, help="how much unsure pixels keep (0-1)")
+    parser.add_argument(
+        "--model-workers", type=int, default=1, help="frames in the model at once (try 2 with --threads 1)"
+    )
     parser.add_argument("--every", type=int, default=1, help="run the model on every N-th frame only")
     parser.add_argument("--benchmark", action="store_true", help="end with: frames=N fps=F model_ms=M total_ms=T")
     parser.add_argument("--max-frames", type=int, help="stop after this many frames")
@@ -62,7 +65,7 @@ def main() -> None:
             output=args.output, fourcc=args.fourcc, display=not args.no_display, virtual_cam=args.virtual_cam,
             smooth=args.smooth, momentum=args.smooth_momentum, every=args.every, benchmark=args.benchmark,
             max_frames=args.max_frames, camera_size=args.camera_size, show_stats=not args.no_stats,
-            pipeline=not args.sequential,
+            pipeline=not args.sequential, workers=args.model_workers,
         )
     )  # fmt: skip
 
