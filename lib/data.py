@@ -7,7 +7,7 @@ from pathlib import Path
 import gin
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Sampler
 
 from lib.errors import UserError
 from lib.pairs import SPLIT_NAMES, Pair, read_image, read_mask, read_split, scan_root, split_pairs, write_split
@@ -15,22 +15,40 @@ from lib.preprocess import Preprocess
 from lib.transforms import EvalTransform, TrainTransform
 
 
+class EpochSampler(Sampler[int]):
+    """A seeded shuffle per epoch that passes the epoch to the dataset inside the key.
+
+    Keys are epoch * n + index. Augmentation then depends only on (seed, epoch, index): the same
+    in any worker or process, after a resume, and with persistent workers, which keep their own
+    copy of the dataset and never see an attribute set on it after they start.
+    """
+
+    def __init__(self, n: int, seed: int = 0):
+        self.n, self.seed, self.epoch = n, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:  # Accelerate's prepared loader forwards this
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        return iter((self.epoch * self.n + torch.randperm(self.n, generator=generator)).tolist())
+
+
 class SegmentationDataset:
     """Map-style dataset of (image, mask) after a transform; plain, so tests build it directly.
 
-    A file that still fails to decode here (a corrupt body behind a valid header) is reported
-    and replaced by the next sample, rather than killing a long run in a worker.
+    A key beyond len() carries the epoch (see EpochSampler). A file that still fails to decode
+    here (a corrupt body behind a valid header) is reported and replaced by the next sample,
+    rather than killing a long run in a worker.
     """
 
     def __init__(self, pairs: list[Pair], transform, seed: int = 0):
         self.pairs = pairs
         self.transform = transform
         self.seed = seed
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        """Called before each epoch; workers get a fresh copy of the dataset when they start."""
-        self.epoch = epoch
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -42,7 +60,8 @@ class SegmentationDataset:
             raise OSError(f"{pair.mask_path}: mask size {mask.shape} differs from its image's {image.shape[:2]}")
         return image, mask
 
-    def __getitem__(self, index: int) -> dict:
+    def __getitem__(self, key: int) -> dict:
+        epoch, index = divmod(key, len(self.pairs))
         for offset in range(len(self.pairs)):
             i = (index + offset) % len(self.pairs)
             try:
@@ -52,7 +71,7 @@ class SegmentationDataset:
                 warnings.warn(f"skipping {error}", stacklevel=1)
         else:
             raise UserError("no readable pair left in the dataset")
-        seed = (self.seed * 1_000_003 + self.epoch) * 10_000_019 + index
+        seed = (self.seed * 1_000_003 + epoch) * 10_000_019 + index
         sample = self.transform(image=image, mask=mask, seed=seed % 2**32)
         return {"image": sample["image"], "mask": sample["mask"], "index": index}
 
@@ -128,11 +147,11 @@ def build_dataloaders(
     workers = {
         "worker_init_fn": _ignore_sigint,
         "num_workers": num_workers,
-        "persistent_workers": False,
+        "persistent_workers": num_workers > 0,  # no re-spawn each epoch (seconds per epoch)
         "pin_memory": torch.cuda.is_available(),
     }
-    train_dl = DataLoader(
-        train_set, batch_size=batch_size, shuffle=True, drop_last=len(train_set) > batch_size, **workers
-    )
+    sampler = EpochSampler(len(train_set), seed)
+    drop_last = len(train_set) > batch_size  # equal batches, unless the set is tiny
+    train_dl = DataLoader(train_set, batch_size=batch_size, sampler=sampler, drop_last=drop_last, **workers)
     val_dl = DataLoader(val_set, batch_size=val_batch_size or batch_size, shuffle=False, **workers)
     return train_dl, val_dl, prep

@@ -13,7 +13,6 @@ import numpy as np
 import torch
 from accelerate import Accelerator, PartialState
 from accelerate.utils import (
-    DataLoaderConfiguration,
     ProjectConfiguration,
     broadcast_object_list,
     parse_flag_from_env,
@@ -161,8 +160,6 @@ def train(
         gradient_accumulation_steps=grad_accum,
         log_with=list(log_with) or None,
         project_config=ProjectConfiguration(project_dir=str(run_dir), logging_dir=str(run_dir / "logs")),
-        # the shuffle order is a function of (seed, epoch): the same after a resume
-        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=seed),
     )
     main = accelerator.is_main_process
     say = accelerator.print
@@ -179,7 +176,6 @@ def train(
     if not splits["val"]:
         raise UserError("make_splits.split leaves no validation pairs; validation picks the best checkpoint")
     train_dl, val_dl, prep = build_dataloaders(splits, seed=seed)
-    train_set = train_dl.dataset
     model, spec = build_model()
     loss_fn = build_loss()
     optimizer = torch.optim.AdamW(param_groups(model, weight_decay), lr=lr)
@@ -230,8 +226,7 @@ def train(
         for epoch in range(start_epoch, epochs):
             if step >= total_steps:
                 break
-            train_dl.set_epoch(epoch)
-            train_set.set_epoch(epoch)
+            train_dl.set_epoch(epoch)  # the shuffle and the augmentation: functions of (seed, epoch)
             batches = (
                 accelerator.skip_first_batches(train_dl, done_in_epoch * grad_accum) if done_in_epoch else train_dl
             )

@@ -6,7 +6,7 @@ import pytest
 import torch
 from conftest import make_folder
 
-from lib.data import SegmentationDataset, load_splits, make_splits, save_splits
+from lib.data import EpochSampler, SegmentationDataset, load_splits, make_splits, save_splits
 from lib.errors import UserError
 from lib.pairs import read_mask, scan_root, split_pairs
 from lib.preprocess import Preprocess
@@ -133,8 +133,17 @@ def test_train_transform_output_and_reproducibility(aiseg_root):
     assert a["image"].shape == (3, 64, 32) and a["image"].dtype == torch.float32
     assert a["mask"].shape == (1, 64, 32) and set(a["mask"].unique().tolist()) <= {0.0, 1.0}
     assert torch.equal(a["image"], b["image"])  # a function of (seed, epoch, index)
-    dataset.set_epoch(1)
-    assert not torch.equal(dataset[0]["image"], a["image"])
+    next_epoch = dataset[len(pairs)]  # key = epoch * n + index
+    assert next_epoch["index"] == 0 and not torch.equal(next_epoch["image"], a["image"])
+
+
+def test_epoch_sampler_shuffles_per_epoch_and_carries_the_epoch():
+    sampler = EpochSampler(5, seed=0)
+    first = list(sampler)
+    assert sorted(first) == [0, 1, 2, 3, 4] and list(sampler) == first
+    sampler.set_epoch(2)
+    second = list(sampler)
+    assert sorted(second) == [10, 11, 12, 13, 14] and [k - 10 for k in second] != first
 
 
 def test_eval_transform_letterboxes_without_stretching():
