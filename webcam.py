@@ -31,7 +31,7 @@ def main() -> None:
     parser.add_argument("--ckpt", help=f"model: .pt, .ts or .onnx (default {DEFAULT_MODEL.relative_to(ROOT)})")
     parser.add_argument("--backend", choices=BACKENDS, help="default: the file's own; a .pt can run as any")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
-    parser.add_argument("--threads", type=int, help="CPU threads for the model (default: all cores)")
+    parser.add_argument("--threads", type=int, help="CPU threads per model run (default: cores / model workers)")
     parser.add_argument("--mode", choices=MODES, help="blur (default), replace (needs --background), mask, alpha")
     parser.add_argument("--blur-strength", type=float, default=1.0, help="background blur radius, 1 = default")
     parser.add_argument("--background", help="image or video behind the person (--mode replace; resized to fit)")

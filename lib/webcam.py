@@ -112,7 +112,7 @@ class Stats:
             instant = 1.0 / max(now - self.t_last, 1e-6)
             self.fps_now = 0.9 * self.fps_now + 0.1 * instant if self.fps_now else instant
         if self.frames == 1:
-            self.t_first = now
+            self.t_first, self.first = now, (total_s, model_s)
         else:
             self.total_s += total_s
             if model_s is not None:
@@ -129,8 +129,11 @@ class Stats:
         return (self.frames - 1) / span if self.frames > 1 and span > 0 else 0.0
 
     def summary(self) -> str:
-        model_ms = 1000 * self.model_s / self.model_runs if self.model_runs else 0.0
-        total_ms = 1000 * self.total_s / (self.frames - 1) if self.frames > 1 else 0.0
+        if self.frames == 1:  # one picture: its own times, warm-up and all
+            total_ms, model_ms = 1000 * self.first[0], 1000 * (self.first[1] or 0.0)
+        else:
+            model_ms = 1000 * self.model_s / self.model_runs if self.model_runs else 0.0
+            total_ms = 1000 * self.total_s / (self.frames - 1) if self.frames > 1 else 0.0
         return f"frames={self.frames} fps={self.fps:.1f} model_ms={model_ms:.1f} total_ms={total_ms:.1f}"
 
     def draw(self, image: np.ndarray) -> np.ndarray:
@@ -315,11 +318,13 @@ def run(opts: Options, segmenter: Segmenter | None = None, source: Source | None
             sinks.append(VirtualCam(source.fps))
         window = _open_window(opts, bool(sinks)) if opts.display else None
         if segmenter is None:
-            segmenter = load_segmenter(model_path, opts.backend, opts.device, opts.threads)
-            if opts.threads and not segmenter.name.endswith("(onnx)"):
+            # several frames in the model at once share the cores rather than oversubscribe them
+            threads = opts.threads or (max(1, (os.cpu_count() or 1) // opts.workers) if opts.workers > 1 else None)
+            segmenter = load_segmenter(model_path, opts.backend, opts.device, threads)
+            if threads and not segmenter.name.endswith("(onnx)"):
                 import torch
 
-                torch.set_num_threads(opts.threads)
+                torch.set_num_threads(threads)
         writer = Writer(sinks, threaded=opts.pipeline)
         reader = Prefetch(source) if opts.pipeline else None
         _loop(opts, segmenter, reader or _timed_frames(source), background, writer, window, stats)
@@ -375,9 +380,11 @@ def _loop(opts: Options, seg: Segmenter, frames, background, writer: Writer, win
 
     def finish(frame, job, pre_s: float) -> bool:
         nonlocal prob, window
-        start, model_s = time.perf_counter(), None
+        model_s = None
         if job is not None:
-            raw, model_s = job.result() if pool else job
+            raw, model_s = job.result() if pool else job  # waiting here is not a cost of this frame
+        start = time.perf_counter()
+        if job is not None:
             prob = smoother(raw)
         image = frame.image
         out = compositor(image, prob, background.next(image.shape[:2]) if background is not None else None)

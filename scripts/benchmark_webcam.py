@@ -82,7 +82,7 @@ def write_clip(path: Path, data: str, frames: int, size=(640, 480), fps: float =
 
 
 def untrained_onnx(spec: str, folder: Path) -> Path:
-    """arch:encoder:HxW (landscape box, e.g. 256x192 = 256 wide) -> an untrained model exported to ONNX."""
+    """arch:encoder:WxH[:decoder channels] (e.g. 256x192: 256 wide) -> an untrained model exported to ONNX."""
     import torch
 
     from lib.export import export_onnx, metadata
@@ -90,16 +90,18 @@ def untrained_onnx(spec: str, folder: Path) -> Path:
     from lib.preprocess import Preprocess
 
     try:
-        arch, encoder, box = spec.split(":")
+        arch, encoder, box, *decoder = spec.split(":")
         width, height = (int(v) for v in box.lower().split("x"))
+        kwargs = {"decoder_channels": [int(c) for c in decoder[0].split("-")]} if decoder else {}
     except ValueError:
         raise UserError(
-            f"--models {spec!r}: expected ARCH:ENCODER:WIDTHxHEIGHT, e.g. Unet:mobilenet_v2:256x192"
+            f"--models {spec!r}: expected ARCH:ENCODER:WIDTHxHEIGHT[:DECODER-CHANNELS], e.g. Unet:mobilenet_v2:256x192 "
+            "or Unet:mobilenet_v2:256x192:128-64-32-16-8"
         ) from None
     torch.manual_seed(0)
-    model = create(arch, encoder).eval()
-    info = metadata({"arch": arch, "encoder_name": encoder, "model_kwargs": {}}, Preprocess((width, height)))
-    return export_onnx(model, info, folder / f"{arch}_{encoder}_{width}x{height}.onnx")
+    model = create(arch, encoder, kwargs).eval()
+    info = metadata({"arch": arch, "encoder_name": encoder, "model_kwargs": kwargs}, Preprocess((width, height)))
+    return export_onnx(model, info, folder / f"{spec.replace(':', '_')}.onnx")
 
 
 def speed(args) -> None:
@@ -115,14 +117,15 @@ def speed(args) -> None:
         models = [(spec, untrained_onnx(spec, folder)) for spec in args.models.split(",")]
     print(
         f"clip {clip.name} {size}, {os.cpu_count()} CPU cores, backend {args.backend or 'onnx'}, mode blur, "
-        f"output mp4v; threads={args.threads or 'default'} every={args.every} pipeline={not args.sequential}"
+        f"output mp4v; threads={args.threads or 'default'} model-workers={args.model_workers} every={args.every} "
+        f"pipeline={not args.sequential}"
     )
     for name, path in models:
         for _ in range(args.repeats):
             opts = Options(
                 source=str(clip), ckpt=str(path), backend=args.backend, threads=args.threads, mode="blur",
                 output=str(folder / "out.mp4"), display=False, benchmark=False, every=args.every,
-                pipeline=not args.sequential,
+                pipeline=not args.sequential, workers=args.model_workers,
             )  # fmt: skip
             stats = run(opts)
             print(f"{name:<36} {stats.summary()}", flush=True)
@@ -184,6 +187,7 @@ def main() -> None:
     speed_p.add_argument("--clip", help="a video to use instead of the generated 640x480 clip")
     speed_p.add_argument("--frames", type=int, default=300, help="length of the generated clip")
     speed_p.add_argument("--every", type=int, default=1, help="run the model on every N-th frame")
+    speed_p.add_argument("--model-workers", type=int, default=1, help="frames in the model at once")
     speed_p.add_argument("--repeats", type=int, default=1, help="runs per model (the machine is shared)")
     speed_p.add_argument("--sequential", action="store_true", help="no reader/writer threads")
     flicker_p.add_argument("--stills", type=int, default=16, help="how many photos")
