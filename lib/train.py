@@ -132,6 +132,7 @@ def train(
     grad_accum: int = 1,
     clip_grad_norm: float | None = 1.0,
     mixed_precision: str | None = None,
+    channels_last: bool = False,
     seed: int = 0,
     log_every: int = 10,
     pics_every: int = 5,
@@ -143,7 +144,8 @@ def train(
     """Train, validate every epoch, keep the best; returns the run folder.
 
     mixed_precision: None takes the launcher's choice (accelerate launch --mixed_precision),
-    or 'no', 'fp16', 'bf16'. max_steps caps the optimizer steps (smoke runs and tests).
+    or 'no', 'fp16', 'bf16'. channels_last: NHWC tensors, faster convolutions with bf16 on
+    recent GPUs. max_steps caps the optimizer steps (smoke runs and tests).
     """
     # Several processes on a machine without CUDA (torchrun / accelerate launch --multi_gpu on a
     # CPU box) must be told to use the CPU, or Accelerate falls back to one process each.
@@ -177,6 +179,8 @@ def train(
         raise UserError("make_splits.split leaves no validation pairs; validation picks the best checkpoint")
     train_dl, val_dl, prep = build_dataloaders(splits, seed=seed)
     model, spec = build_model()
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    model = model.to(memory_format=memory_format)
     loss_fn = build_loss()
     optimizer = torch.optim.AdamW(param_groups(model, weight_decay), lr=lr)
     model, optimizer, train_dl, val_dl = accelerator.prepare(model, optimizer, train_dl, val_dl)
@@ -233,7 +237,8 @@ def train(
             done_in_epoch, tick, images = 0, time.perf_counter(), 0
             for batch in batches:
                 with accelerator.accumulate(model):
-                    loss = loss_fn(model(batch["image"]), batch["mask"])
+                    images_in = batch["image"].contiguous(memory_format=memory_format)
+                    loss = loss_fn(model(images_in), batch["mask"])
                     accelerator.backward(loss)
                     if accelerator.sync_gradients and clip_grad_norm:
                         accelerator.clip_grad_norm_(model.parameters(), clip_grad_norm)
