@@ -47,9 +47,10 @@ def read_stills(root: str, limit: int) -> list[tuple[np.ndarray, np.ndarray]]:
     ]
 
 
-def shaky_clip(stills, size=(640, 480), frames_per_still: int = 20, seed: int = 0):
-    """Yield (frame, mask) like a webcam would see a still scene: each still framed head-and-shoulders,
-    a hand-held camera's slow drift and zoom plus tremor, sensor noise and JPEG compression per frame."""
+def shaky_clip(stills, size=(640, 480), frames_per_still: int = 20, seed: int = 0, motion: float = 1.0):
+    """Yield (frame, mask, first) as a webcam would see a still scene: each still framed head-and-shoulders,
+    a hand-held camera's slow drift and zoom plus tremor (scaled by `motion`), sensor noise and JPEG
+    compression per frame. `first` marks the cut to the next still."""
     rng = np.random.default_rng(seed)
     width, height = size
     for image, mask in stills:
@@ -58,9 +59,10 @@ def shaky_clip(stills, size=(640, 480), frames_per_still: int = 20, seed: int = 
         phase = rng.uniform(0, 2 * np.pi, 4)
         for t in range(frames_per_still):
             wave = np.sin(2 * np.pi * t / np.array([37.0, 29.0, 43.0, 53.0]) + phase)
-            dx, dy = 0.02 * width * wave[0] + rng.normal(0, 0.7), 0.015 * height * wave[1] + rng.normal(0, 0.7)
-            zoom = cover * (1.04 + 0.03 * wave[2])
-            angle = 1.5 * wave[3] + rng.normal(0, 0.1)
+            dx = motion * (0.02 * width * wave[0] + rng.normal(0, 0.7))
+            dy = motion * (0.015 * height * wave[1] + rng.normal(0, 0.7))
+            zoom = cover * (1.04 + 0.03 * motion * wave[2])
+            angle = motion * (1.5 * wave[3] + rng.normal(0, 0.1))
             matrix = cv2.getRotationMatrix2D((w / 2, h * 0.42), angle, zoom)
             matrix[:, 2] += (width / 2 - w / 2 + dx, height / 2 - h * 0.42 + dy)
             frame = cv2.warpAffine(image, matrix, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
@@ -137,10 +139,10 @@ def flicker(args) -> None:
     seg = load_segmenter(args.ckpt, args.backend, threads=args.threads)
     stills = read_stills(args.data, args.stills)
     print(f"model {args.ckpt} ({seg.name}); clip: {len(stills)} stills from {args.data}, {args.per_still} frames "
-          f"each at 640x480, simulated hand-held motion, noise, JPEG")  # fmt: skip
+          f"each at 640x480, simulated hand-held motion (x{args.motion:g}), noise, JPEG")  # fmt: skip
     probs, truths, starts = [], [], []
     start = time.perf_counter()
-    for frame, truth, first in shaky_clip(stills, frames_per_still=args.per_still, seed=args.seed):
+    for frame, truth, first in shaky_clip(stills, frames_per_still=args.per_still, seed=args.seed, motion=args.motion):
         probs.append(seg(model_view(frame, seg.prep)))
         truths.append(truth)
         starts.append(first)
@@ -192,7 +194,8 @@ def main() -> None:
     speed_p.add_argument("--sequential", action="store_true", help="no reader/writer threads")
     flicker_p.add_argument("--stills", type=int, default=16, help="how many photos")
     flicker_p.add_argument("--per-still", type=int, default=20, help="frames per photo")
-    flicker_p.add_argument("--momentum", type=float, nargs="+", default=[0.7, 0.9], help="smoothing settings")
+    flicker_p.add_argument("--momentum", type=float, nargs="+", default=[0.8, 0.9], help="smoothing (0.8: default)")
+    flicker_p.add_argument("--motion", type=float, default=1.0, help="scale the simulated camera motion")
     flicker_p.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     speed(args) if args.command == "speed" else flicker(args)

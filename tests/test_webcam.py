@@ -303,3 +303,27 @@ def test_cli_benchmark_line_and_clean_errors(tmp_path, clip, exported):
     bad = subprocess.run([*cmd, "--ckpt", str(tmp_path / "missing.onnx"), "--benchmark"], cwd=ROOT,
                          capture_output=True, text=True, timeout=120)  # fmt: skip
     assert bad.returncode == 2 and "missing.onnx does not exist" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_benchmark_script(tmp_path, exported):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench", ROOT / "scripts" / "benchmark_webcam.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    stills = bench.read_stills(str(ROOT / "samples" / "portraits"), 2)
+    clip = list(bench.shaky_clip(stills, size=(160, 120), frames_per_still=4))
+    frames, truths, starts = zip(*clip, strict=True)
+    assert frames[0].shape == (120, 160, 3) and truths[0].shape == (120, 160)
+    assert starts == (True, False, False, False) * 2
+    assert not np.array_equal(truths[0], truths[1])  # the camera moves
+    perfect = [t.astype(np.float32) for t in truths]
+    assert bench.score(perfect, truths, starts, 0.0, 1) == (0.0, 1.0)
+    frozen = [perfect[0]] * 4 + [perfect[4]] * 4  # never flickers, and misses the motion
+    flicker, iou = bench.score(frozen, truths, starts, 0.0, 1)
+    assert flicker == 0.0 and iou < 1.0
+    cmd = [sys.executable, "scripts/benchmark_webcam.py"]
+    out = subprocess.run([*cmd, "flicker", "--ckpt", str(exported["onnx"]), "--stills", "2", "--per-still", "3"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert "no smoothing" in out.stdout and "smoothing 0.8" in out.stdout
