@@ -305,6 +305,8 @@ def run(opts: Options, segmenter: Segmenter | None = None, source: Source | None
     An error removes the half-written output; a stop (Esc, Ctrl-C, camera lost) finishes it.
     """
     _validate(opts)
+    if opts.output and Path(opts.output).resolve() == Path(opts.source).resolve():
+        raise UserError(f"--output {opts.output} is the --source itself; write somewhere else")
     model_path = resolve_model(opts.ckpt) if segmenter is None else None
     source = source or open_source(opts.source, opts.camera_size)
     background = writer = window = reader = None
@@ -400,8 +402,16 @@ def _loop(opts: Options, seg: Segmenter, frames, background, writer: Writer, win
         stats.add(frame.read_s + pre_s + (model_s or 0.0) + post_s + writer.write_s, model_s)
         return window is not None and window.quit
 
+    lost: list[SourceLost] = []
+
+    def until_lost(frames):
+        try:
+            yield from frames
+        except SourceLost as error:
+            lost.append(error)  # finish the frames already in the model, then say so
+
     try:
-        for index, frame in enumerate(frames):
+        for index, frame in enumerate(until_lost(frames)):
             if opts.max_frames and index >= opts.max_frames:
                 break
             start, job, model_s = time.perf_counter(), None, 0.0
@@ -414,7 +424,9 @@ def _loop(opts: Options, seg: Segmenter, frames, background, writer: Writer, win
                 return
         while pending:
             if finish(*pending.popleft()):
-                return
+                break
+        if lost:
+            raise lost[0]
     finally:
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)

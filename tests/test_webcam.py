@@ -200,11 +200,12 @@ def test_no_camera_and_unreadable_video(tmp_path):
         open_source(str(tmp_path / "missing.avi"))
 
 
-def test_camera_lost_mid_stream_keeps_a_finished_recording(tmp_path, clip):
+@pytest.mark.parametrize("pipeline,workers", [(False, 1), (True, 1), (True, 2)])
+def test_camera_lost_mid_stream_keeps_a_finished_recording(tmp_path, clip, pipeline, workers):
     camera = CaptureSource(str(clip[0]), live=True, retries=2)  # a "camera" whose frames stop after 12
     out = tmp_path / "rec.avi"
     with pytest.raises(SourceLost, match=f"stopped sending frames after {N} frames") as lost:
-        run(opts(output=str(out), fourcc="FFV1"), bright_segmenter(), source=camera)
+        run(opts(output=str(out), fourcc="FFV1", pipeline=pipeline, workers=workers), bright_segmenter(), camera)
     # a live source keeps only its newest frame, so frames the loop was too slow for are dropped
     stats = lost.value.stats
     assert len(read_video(out)) == stats.frames and stats.frames + stats.dropped == N
@@ -232,6 +233,8 @@ def test_bad_options(tmp_path, clip, monkeypatch):
         run(opts(source=source, mode="replace"), bright_segmenter())
     with pytest.raises(UserError, match="nothing to do"):
         run(opts(source=source, benchmark=False), bright_segmenter())
+    with pytest.raises(UserError, match="is the --source itself"):
+        run(opts(source=source, output=source), bright_segmenter())
     with pytest.raises(UserError, match="unknown video type"):
         run(opts(source=source, output=str(tmp_path / "out.xyz")), bright_segmenter())
     monkeypatch.setattr(webcam, "DEFAULT_MODEL", tmp_path / "models" / "lite.onnx")
