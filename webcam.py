@@ -45,7 +45,7 @@ def main() -> None:
     )
     parser.add_argument("--smooth-momentum", type=float, default=0.8, help="how much unsure pixels keep (0-1)")
     parser.add_argument(
-        "--model-workers", type=int, default=1, help="frames in the model at once (try 2 with --threads 1)"
+        "--model-workers", type=int, default=1, help="frames in the model at once: more FPS on a CPU, more latency (1)"
     )
     parser.add_argument("--every", type=int, default=1, help="run the model on every N-th frame only")
     parser.add_argument("--benchmark", action="store_true", help="end with: frames=N fps=F model_ms=M total_ms=T")

@@ -241,6 +241,8 @@ class VideoSink(Sink):
                 f"--output {path}: unknown video type {path.suffix!r}; use .mp4 (mp4v), .avi (MJPG) or .mkv (FFV1), "
                 "an image file, or a folder"
             )
+        if len(self.fourcc) != 4:
+            raise UserError(f"--fourcc {self.fourcc}: expected four characters, e.g. mp4v, MJPG, FFV1")
         if not path.parent.is_dir():
             raise UserError(f"--output {path}: folder {path.parent} does not exist")
         self.tmp = _partial(path)
