@@ -1,33 +1,27 @@
-"""The training loop: one function, top to bottom, with Accelerate doing devices and precision."""
+"""The training loop: one function, top to bottom, with Accelerate doing devices and precision.
 
-import json
+What the run writes into its folder, and where, lives in lib/run.py.
+"""
+
 import math
 import os
 import signal
 import time
 from pathlib import Path
 
-import cv2
 import gin
-import numpy as np
 import torch
 from accelerate import Accelerator, PartialState
-from accelerate.utils import (
-    ProjectConfiguration,
-    broadcast_object_list,
-    parse_flag_from_env,
-    set_seed,
-)
+from accelerate.utils import ProjectConfiguration, broadcast_object_list, parse_flag_from_env, set_seed
 from tqdm import tqdm
 
-from lib import evaluate, experiment, metrics
+from lib import experiment, metrics
 from lib.data import build_dataloaders, load_splits, make_splits, save_splits
 from lib.errors import UserError
-from lib.export import export_all, metadata
-from lib.inference import Segmenter, torch_backend
+from lib.export import metadata
 from lib.losses import build_loss
-from lib.model import build_model, count_parameters, save_checkpoint
-from lib.pictures import prediction_row, save_curves, save_grid
+from lib.model import build_model, count_parameters
+from lib.run import LoopState, RunFolder, open_run_dir
 
 
 class StopRequest:
@@ -54,13 +48,16 @@ class Interrupted(UserError):
     exit_code = 130
 
 
-def warmup_cosine(warmup_steps: int, total_steps: int, min_ratio: float = 0.01):
-    """LR multiplier: linear warm-up, then cosine decay to min_ratio at total_steps."""
+def warmup_cosine(warmup_steps: int, loop: LoopState, min_ratio: float = 0.01):
+    """LR multiplier: linear warm-up, then cosine decay to min_ratio at loop.total_steps.
+
+    Reads total_steps on every call, so a time budget can shorten the schedule mid-run.
+    """
 
     def factor(step: int) -> float:
         if step < warmup_steps:
             return (step + 1) / warmup_steps
-        progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+        progress = min(1.0, (step - warmup_steps) / max(1, loop.total_steps - warmup_steps))
         return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
     return factor
@@ -91,33 +88,9 @@ def validate(model, loader, loss_fn, accelerator) -> dict:
     return scores
 
 
-def open_run_dir(run_root: str, resume: str | None, state: PartialState) -> Path:
-    """A new experiments/expN (chosen on the main process and shared), or the run to resume."""
-    if resume:
-        run_dir = Path(resume)
-        if not experiment.checkpoints(run_dir):
-            raise UserError(
-                f"--resume {resume}: no finished checkpoint in {run_dir / 'checkpoints'}; nothing to resume"
-            )
-        return run_dir
-    chosen = [str(experiment.new_run_dir(run_root)) if state.is_main_process else None]
-    broadcast_object_list(chosen)
-    return Path(chosen[0])
-
-
-def preview(model, pairs, info: dict, device) -> np.ndarray:
-    """Grid rows for fixed validation photos: image | truth | prediction | blurred background."""
-    from lib.pairs import read_image, read_mask
-
-    was_training = model.training
-    segmenter = Segmenter(torch_backend(model, device), info, "preview")
-    rows = []
-    for pair in pairs:
-        image, truth = read_image(pair.image_path), read_mask(pair.mask_path, pair.layout)
-        prob = segmenter(cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
-        rows.append(prediction_row(image, truth, prob))
-    model.train(was_training)
-    return rows
+def fit_to_budget(total_steps: int, epochs_done: int, steps_per_epoch: int, epoch_s: float, left_s: float) -> int:
+    """The total steps that fit in the time left, in whole epochs, never more than planned."""
+    return min(total_steps, (epochs_done + max(0, int(left_s / epoch_s))) * steps_per_epoch)
 
 
 @gin.configurable
@@ -126,6 +99,7 @@ def train(
     resume: str | None = None,
     epochs: int = 30,
     max_steps: int | None = None,
+    max_minutes: float | None = None,
     lr: float = 3e-4,
     weight_decay: float = 1e-4,
     warmup_steps: int = 100,
@@ -145,15 +119,15 @@ def train(
 
     mixed_precision: None takes the launcher's choice (accelerate launch --mixed_precision),
     or 'no', 'fp16', 'bf16'. channels_last: NHWC tensors, faster convolutions with bf16 on
-    recent GPUs. max_steps caps the optimizer steps (smoke runs and tests).
+    recent GPUs. max_steps caps the optimizer steps (smoke runs and tests). max_minutes: after
+    the first epoch, shorten the schedule (cosine included) to the whole epochs that fit.
     """
     # Several processes on a machine without CUDA (torchrun / accelerate launch --multi_gpu on a
     # CPU box) must be told to use the CPU, or Accelerate falls back to one process each.
     cpu = parse_flag_from_env("ACCELERATE_USE_CPU") or (
         int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
     )
-    state = PartialState(cpu=cpu)
-    run_dir = open_run_dir(run_root, resume, state)
+    run_dir = open_run_dir(run_root, resume, PartialState(cpu=cpu).is_main_process)
     if "wandb" in log_with:
         experiment.default_wandb_mode()
     accelerator = Accelerator(
@@ -163,18 +137,16 @@ def train(
         log_with=list(log_with) or None,
         project_config=ProjectConfiguration(project_dir=str(run_dir), logging_dir=str(run_dir / "logs")),
     )
-    main = accelerator.is_main_process
-    say = accelerator.print
     set_seed(seed)
 
     if resume:
         splits, reports = load_splits(run_dir), []
     else:
         splits, reports = make_splits()
-        if main:
+        if accelerator.is_main_process:
             save_splits(run_dir, splits)
     for report in reports:
-        say(f"note: {report}")
+        accelerator.print(f"note: {report}")
     if not splits["val"]:
         raise UserError("make_splits.split leaves no validation pairs; validation picks the best checkpoint")
     train_dl, val_dl, prep = build_dataloaders(splits, seed=seed)
@@ -184,51 +156,42 @@ def train(
     loss_fn = build_loss()
     optimizer = torch.optim.AdamW(param_groups(model, weight_decay), lr=lr)
     model, optimizer, train_dl, val_dl = accelerator.prepare(model, optimizer, train_dl, val_dl)
+    folder = RunFolder(
+        run_dir, accelerator, metadata(spec, prep, {"run_dir": str(run_dir.resolve())}), keep_checkpoints
+    )
+
     # The schedule counts optimizer steps of this process's loader; stepped by hand, once per
     # step, rather than prepared (a prepared scheduler steps num_processes times per step).
     steps_per_epoch = math.ceil(len(train_dl) / grad_accum)
-    total_steps = epochs * steps_per_epoch if max_steps is None else min(max_steps, epochs * steps_per_epoch)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer.optimizer, warmup_cosine(warmup_steps, total_steps))
+    loop = LoopState(total_steps=min(max_steps or epochs * steps_per_epoch, epochs * steps_per_epoch))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer.optimizer, warmup_cosine(warmup_steps, loop))
     accelerator.register_for_checkpointing(scheduler)
-    info = metadata(spec, prep, {"run_dir": str(run_dir.resolve())})
-
-    step, history, best, epoch_sum = 0, [], None, [0.0, 0]
     if resume:
-        step, ckpt = experiment.checkpoints(run_dir)[-1]
-        accelerator.load_state(str(ckpt))
-        loop = json.loads((ckpt / "loop.json").read_text())
-        history, best, epoch_sum = loop["history"], loop["best"], loop["epoch_sum"]
-        say(f"resuming {run_dir} at step {step} from {ckpt}")
+        loop = folder.load_state()
+        scheduler.lr_lambdas[0] = warmup_cosine(warmup_steps, loop)
+        accelerator.print(f"resuming {run_dir} at step {loop.step} of {loop.total_steps}")
     accelerator.init_trackers(
         "person-seg",
         config={"lr": lr, "epochs": epochs, "batch_size": train_dl.total_batch_size, "grad_accum": grad_accum,
                 "arch": spec["arch"], "encoder": spec["encoder_name"], "input_size": str(prep.input_size)},
         init_kwargs={"wandb": {"dir": str(run_dir / "logs"), "name": run_dir.name}},
     )  # fmt: skip
-    say(
+    accelerator.print(
         f"run {run_dir}: {spec['arch']}/{spec['encoder_name']} {count_parameters(model) / 1e6:.2f} M params, "
         f"input {prep.input_size[0]}x{prep.input_size[1]}, {len(splits['train'])}/{len(splits['val'])}/"
-        f"{len(splits['test'])} train/val/test, {total_steps} steps on {accelerator.device} "
+        f"{len(splits['test'])} train/val/test, {loop.total_steps} steps on {accelerator.device} "
         f"x{accelerator.num_processes} ({accelerator.mixed_precision})"
     )
 
-    def save_checkpoint_dir():
-        """Loop state + Accelerate state, written to .tmp first: a kill mid-save keeps the last one."""
-        tmp = run_dir / "checkpoints" / f"step_{step}.tmp"
-        accelerator.save_state(str(tmp))
-        if main:
-            experiment.write_json(tmp / "loop.json", {"history": history, "best": best, "epoch_sum": epoch_sum})
-            experiment.commit_checkpoint(tmp, run_dir / "checkpoints" / f"step_{step}", keep_checkpoints)
-        accelerator.wait_for_everyone()
-
     stop = StopRequest()
-    progress = tqdm(total=total_steps, initial=step, disable=not main, unit="step", dynamic_ncols=True)
-    say = progress.write if main else (lambda message: None)
-    first_step = step + 1
-    start_epoch, done_in_epoch = divmod(step, steps_per_epoch)
+    progress = tqdm(total=loop.total_steps, initial=loop.step, disable=not accelerator.is_main_process,
+                    unit="step", dynamic_ncols=True)  # fmt: skip
+    say = progress.write if accelerator.is_main_process else (lambda message: None)
+    first_step, started = loop.step + 1, time.perf_counter()
+    start_epoch, done_in_epoch = divmod(loop.step, steps_per_epoch)
     try:
         for epoch in range(start_epoch, epochs):
-            if step >= total_steps:
+            if loop.step >= loop.total_steps:
                 break
             train_dl.set_epoch(epoch)  # the shuffle and the augmentation: functions of (seed, epoch)
             batches = (
@@ -237,8 +200,7 @@ def train(
             done_in_epoch, tick, images = 0, time.perf_counter(), 0
             for batch in batches:
                 with accelerator.accumulate(model):
-                    images_in = batch["image"].contiguous(memory_format=memory_format)
-                    loss = loss_fn(model(images_in), batch["mask"])
+                    loss = loss_fn(model(batch["image"].contiguous(memory_format=memory_format)), batch["mask"])
                     accelerator.backward(loss)
                     if accelerator.sync_gradients and clip_grad_norm:
                         accelerator.clip_grad_norm_(model.parameters(), clip_grad_norm)
@@ -248,96 +210,64 @@ def train(
                 if not accelerator.sync_gradients:
                     continue  # still accumulating
                 scheduler.step()
-                step += 1
+                loop.step += 1
                 # One collective per step: every process's loss, and whether any was told to stop.
-                local = torch.tensor([[loss.item(), float(stop.requested)]], device=accelerator.device)
-                shared = accelerator.gather(local)
+                shared = accelerator.gather(
+                    torch.tensor([[loss.item(), float(stop.requested)]], device=accelerator.device)
+                )
                 loss_value, stop_now = shared[:, 0].mean().item(), bool(shared[:, 1].max())
                 if not math.isfinite(loss_value):
-                    last = experiment.checkpoints(run_dir)
-                    raise Diverged(
-                        f"the training loss became {loss_value} at step {step} (epoch {epoch + 1}); stopped. "
-                        + (
-                            f"The last good checkpoint is {last[-1][1]} (resume with --resume {run_dir}). "
-                            if last
-                            else ""
-                        )
-                        + "Try a lower train.lr, train.mixed_precision='bf16' instead of 'fp16', or check the data."
-                    )
-                epoch_sum = [epoch_sum[0] + loss_value, epoch_sum[1] + 1]
-                if step == first_step and main:
-                    (run_dir / "operative_config.gin").write_text(gin.operative_config_str())
+                    raise diverged(loss_value, loop.step, epoch, run_dir)
+                loop.epoch_loss = [loop.epoch_loss[0] + loss_value, loop.epoch_loss[1] + 1]
+                if loop.step == first_step:
+                    folder.write_config()
                 speed = images / (time.perf_counter() - tick)
                 progress.update(1)
                 progress.set_postfix(epoch=epoch + 1, loss=f"{loss_value:.4f}", img_s=f"{speed:.1f}")
-                if step % log_every == 0:
+                if loop.step % log_every == 0:
                     accelerator.log({"train/loss": loss_value, "train/lr": scheduler.get_last_lr()[0],
-                                     "train/images_per_s": speed}, step=step)  # fmt: skip
+                                     "train/images_per_s": speed}, step=loop.step)  # fmt: skip
                 if stop_now:
-                    save_checkpoint_dir()
+                    folder.save_state(loop)
                     raise Interrupted(
-                        f"stopped at step {step} (epoch {epoch + 1}); checkpoint saved in {run_dir / 'checkpoints'}. "
+                        f"stopped at step {loop.step} (epoch {epoch + 1}); checkpoint saved in {run_dir}/checkpoints. "
                         f"Continue with: accelerate launch train.py --resume {run_dir}"
                     )
-                if step >= total_steps:
+                if loop.step >= loop.total_steps:
                     break
 
             val = validate(model, val_dl, loss_fn, accelerator)
-            train_loss = epoch_sum[0] / max(1, epoch_sum[1])
-            epoch_sum = [0.0, 0]
-            history.append({"epoch": epoch + 1, "step": step, "train_loss": train_loss, "val_loss": val["loss"],
-                            "val_iou": val["iou"], "val_mean_iou": val["mean_iou"]})  # fmt: skip
-            accelerator.log({f"val/{k}": v for k, v in val.items() if k != "n"} | {"epoch": epoch + 1}, step=step)
-            improved = best is None or val["iou"] > best["val"]["iou"]
-            if improved:
-                best = {"epoch": epoch + 1, "step": step, "val": val}
-            say(f"epoch {epoch + 1}/{epochs} step {step}: train loss {train_loss:.4f}, val loss {val['loss']:.4f}, "
-                f"val IoU {val['iou']:.4f} (mean {val['mean_iou']:.4f}){'  *best*' if improved else ''}")  # fmt: skip
-            if main:
-                net = accelerator.unwrap_model(model)
-                meta = {"run_dir": str(run_dir.resolve()), "epoch": epoch + 1, "step": step, "val": val}
-                save_checkpoint(run_dir / "weights" / "last.pt", net, spec, prep, meta)
-                if improved:
-                    save_checkpoint(run_dir / "weights" / "best.pt", net, spec, prep, meta)
-                save_curves(run_dir / "pics" / "curves.png", history)
-                last_epoch = epoch + 1 == epochs or step >= total_steps
-                if (epoch + 1) % pics_every == 0 or last_epoch:
-                    rows = preview(net, splits["val"][:num_preview], info, accelerator.device)
-                    save_grid(run_dir / "pics" / f"val_epoch{epoch + 1:03d}.png", rows)
-                    experiment.log_image(
-                        accelerator, "val/preview", np.vstack([cv2.resize(r, (768, 192)) for r in rows]), step
-                    )
-            save_checkpoint_dir()
+            improved = loop.end_epoch(epoch + 1, val)
+            accelerator.log({f"val/{k}": v for k, v in val.items() if k != "n"} | {"epoch": epoch + 1}, step=loop.step)
+            say(f"epoch {epoch + 1}/{epochs} step {loop.step}: train loss {loop.history[-1]['train_loss']:.4f}, "
+                f"val loss {val['loss']:.4f}, val IoU {val['iou']:.4f} (mean {val['mean_iou']:.4f})"
+                + ("  *best*" if improved else ""))  # fmt: skip
+            if max_minutes and epoch == start_epoch:  # one epoch timed (validation included): fit the rest
+                used = time.perf_counter() - started
+                budget = [fit_to_budget(loop.total_steps, epoch + 1, steps_per_epoch, used, max_minutes * 60 - used)]
+                broadcast_object_list(budget)  # every process stops at the same step
+                if budget[0] < loop.total_steps:
+                    say(f"train.max_minutes={max_minutes}: schedule shortened to {budget[0]} steps")
+                    loop.total_steps = progress.total = budget[0]
+            folder.save_weights(model, loop, epoch + 1, val, improved)
+            if (epoch + 1) % pics_every == 0 or loop.step >= loop.total_steps or epoch + 1 == epochs:
+                folder.save_preview(model, splits["val"][:num_preview], epoch + 1, loop.step)
+            folder.save_state(loop)
     finally:
         progress.close()
 
     accelerator.wait_for_everyone()
-    if main:
-        finish(run_dir, splits, info, best, history, total_steps, accelerator, export_formats)
+    if accelerator.is_main_process:
+        folder.finish(splits, loop, export_formats)
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return run_dir
 
 
-def finish(
-    run_dir: Path, splits, info: dict, best: dict, history: list, steps: int, accelerator, export_formats
-) -> None:
-    """Main process: score the best weights on the test split, export them, write metrics.json."""
-    from lib.model import load_checkpoint
-
-    (run_dir / "operative_config.gin").write_text(gin.operative_config_str())
-    model, _ = load_checkpoint(run_dir / "weights" / "best.pt")
-    results = {"run": str(run_dir), "steps": steps, "best": best, "history": history}
-    if splits["test"]:
-        segmenter = Segmenter(torch_backend(model, accelerator.device), info, "best.pt")
-        test = evaluate.score(segmenter, splits["test"], num_workers=0, progress=False)
-        results["test"] = {k: v for k, v in test.items() if k not in ("worst", "per_image")}
-        evaluate.save_worst(run_dir / "pics" / "test_worst.png", segmenter, splits["test"], test)
-        accelerator.print(f"test ({test['n']} photos, at mask resolution): IoU {test['iou']:.4f}, "
-                          f"mean IoU {test['mean_iou']:.4f}, boundary F {test['boundary_f']:.4f}")  # fmt: skip
-    if export_formats:
-        results["exports"] = export_all(model, info, run_dir / "weights", "best", export_formats)
-        for r in results["exports"].values():
-            accelerator.print(f"exported {r['path']} (max |diff| vs eager {r['max_abs_diff']:.1e})")
-    experiment.write_json(run_dir / "metrics.json", results)
-    accelerator.print(f"done: {run_dir}/metrics.json")
+def diverged(loss_value: float, step: int, epoch: int, run_dir: Path) -> Diverged:
+    last = experiment.checkpoints(run_dir)
+    where = f"The last good checkpoint is {last[-1][1]} (resume with --resume {run_dir}). " if last else ""
+    return Diverged(
+        f"the training loss became {loss_value} at step {step} (epoch {epoch + 1}); stopped. {where}"
+        "Try a lower train.lr, train.mixed_precision='bf16' instead of 'fp16', or check the data."
+    )

@@ -144,6 +144,14 @@ def test_interrupt_then_resume_equals_an_uninterrupted_run(tmp_path, data, monke
     assert [h["val_iou"] for h in history_a] == pytest.approx([h["val_iou"] for h in history_b], abs=1e-6)
 
 
+def test_time_budget_shortens_the_schedule(tmp_path, data):
+    run_dir = train(tmp_path, data, "train.epochs = 5", "train.max_minutes = 0.0001")
+    results = json.loads((run_dir / "metrics.json").read_text())
+    assert results["steps"] == 4 and len(results["history"]) == 1  # one epoch timed, nothing more fits
+    assert lib.train.fit_to_budget(20, 1, 4, epoch_s=10.0, left_s=25.0) == 12  # two more epochs fit
+    assert lib.train.fit_to_budget(20, 1, 4, epoch_s=1.0, left_s=100.0) == 20  # never beyond the plan
+
+
 def test_nan_loss_stops_with_a_message_and_keeps_the_last_checkpoint(tmp_path, data, monkeypatch):
     real = lib.train.build_loss
 
