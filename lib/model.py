@@ -93,14 +93,22 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def save_checkpoint(path: Path, model: nn.Module, spec: dict, prep: Preprocess, meta: dict | None = None) -> None:
-    """Write atomically: a run killed mid-write leaves the previous file intact."""
+def save_checkpoint(
+    path: Path, model: nn.Module, spec: dict, prep: Preprocess, meta: dict | None = None, half: bool = False
+) -> None:
+    """Write atomically: a run killed mid-write leaves the previous file intact.
+
+    half: store floating-point weights as fp16 (half the file); load_checkpoint casts them back.
+    """
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    if half:
+        state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
     payload = {
         "format": CHECKPOINT_FORMAT,
         "version": CHECKPOINT_VERSION,
         "model": spec,
         "preprocess": prep.to_dict(),
-        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "state_dict": state,
         "meta": meta or {},
     }
     path = Path(path)

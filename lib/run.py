@@ -31,12 +31,13 @@ class LoopState:
     best: dict | None = None
     epoch_loss: list = field(default_factory=lambda: [0.0, 0])  # sum, count in the current epoch
 
-    def end_epoch(self, epoch: int, val: dict) -> bool:
+    def end_epoch(self, epoch: int, val: dict, images_per_s: float) -> bool:
         """Record an epoch's scores; True when its validation IoU is the best so far."""
         train_loss = self.epoch_loss[0] / max(1, self.epoch_loss[1])
         self.epoch_loss = [0.0, 0]
         self.history.append({"epoch": epoch, "step": self.step, "train_loss": train_loss, "val_loss": val["loss"],
-                             "val_iou": val["iou"], "val_mean_iou": val["mean_iou"]})  # fmt: skip
+                             "val_iou": val["iou"], "val_mean_iou": val["mean_iou"],
+                             "images_per_s": images_per_s})  # fmt: skip
         improved = self.best is None or val["iou"] > self.best["val"]["iou"]
         if improved:
             self.best = {"epoch": epoch, "step": self.step, "val": val}

@@ -197,7 +197,7 @@ def train(
             batches = (
                 accelerator.skip_first_batches(train_dl, done_in_epoch * grad_accum) if done_in_epoch else train_dl
             )
-            done_in_epoch, tick, images = 0, time.perf_counter(), 0
+            done_in_epoch, tick, images, speed = 0, time.perf_counter(), 0, 0.0
             for batch in batches:
                 with accelerator.accumulate(model):
                     loss = loss_fn(model(batch["image"].contiguous(memory_format=memory_format)), batch["mask"])
@@ -237,10 +237,10 @@ def train(
                     break
 
             val = validate(model, val_dl, loss_fn, accelerator)
-            improved = loop.end_epoch(epoch + 1, val)
+            improved = loop.end_epoch(epoch + 1, val, speed)
             accelerator.log({f"val/{k}": v for k, v in val.items() if k != "n"} | {"epoch": epoch + 1}, step=loop.step)
             say(f"epoch {epoch + 1}/{epochs} step {loop.step}: train loss {loop.history[-1]['train_loss']:.4f}, "
-                f"val loss {val['loss']:.4f}, val IoU {val['iou']:.4f} (mean {val['mean_iou']:.4f})"
+                f"val loss {val['loss']:.4f}, val IoU {val['iou']:.4f} (mean {val['mean_iou']:.4f}), {speed:.0f} img/s"
                 + ("  *best*" if improved else ""))  # fmt: skip
             if max_minutes and epoch == start_epoch:  # one epoch timed (validation included): fit the rest
                 used = time.perf_counter() - started

@@ -86,8 +86,12 @@ def test_flip_tta_runs_and_is_symmetric(tmp_path, png_root):
 def test_every_format_matches_eager_at_two_sizes(tmp_path, tiny_checkpoint):
     model, payload = load_checkpoint(tiny_checkpoint)
     info = {k: payload[k] for k in ("model", "preprocess", "meta")}
-    results = export_all(model, info, tmp_path, "tiny", ["torchscript", "onnx", "smp"])
+    results = export_all(model, info, tmp_path, "tiny", ["torchscript", "onnx", "smp", "half"])
+    assert results["half"]["max_abs_diff"] < 5e-2  # fp16 weights: close, not exact
+    assert (tmp_path / "tiny_fp16.pt").stat().st_size < 0.6 * tiny_checkpoint.stat().st_size
     for fmt, r in results.items():
+        if fmt == "half":
+            continue
         assert r["max_abs_diff"] < 1e-4, fmt
         assert r["sizes"] == [(64, 64), (96, 64)]
         assert read_info(tmp_path / ("tiny" + {"torchscript": ".ts", "onnx": ".onnx", "smp": "_smp"}[fmt]),
