@@ -325,19 +325,22 @@ class Window(Sink):
 
     def __init__(self, title: str = "person segmentation (Esc or q quits)"):
         self.title = title
-        self.quit = False
+        self.quit = self.shown = False
         try:
             cv2.namedWindow(self.title, cv2.WINDOW_NORMAL)
         except cv2.error as error:
-            raise DisplayUnavailable(str(error).strip().splitlines()[-1][:120]) from None
+            raise DisplayUnavailable(_gui_error(error)) from None
 
     def write(self, image: np.ndarray, name: str) -> None:
         try:
             cv2.imshow(self.title, as_bgr(image))
             key = cv2.waitKey(1) & 0xFF
-            closed = cv2.getWindowProperty(self.title, cv2.WND_PROP_VISIBLE) < 1
+            visible = cv2.getWindowProperty(self.title, cv2.WND_PROP_VISIBLE) >= 1
         except cv2.error as error:
-            raise DisplayUnavailable(str(error).strip().splitlines()[-1][:120]) from None
+            raise DisplayUnavailable(_gui_error(error)) from None
+        # closed by its title bar: seen visible before, not now (some GUI backends never report it)
+        closed = self.shown and not visible
+        self.shown = self.shown or visible
         self.quit = self.quit or key in (27, ord("q"), ord("Q")) or closed
 
     def close(self, ok: bool = True) -> None:
@@ -345,6 +348,13 @@ class Window(Sink):
             cv2.destroyWindow(self.title)
         except cv2.error:
             pass
+
+
+def _gui_error(error: cv2.error) -> str:
+    text = str(error)
+    if "not implemented" in text:
+        return "this OpenCV build has no GUI (opencv-python-headless)"
+    return text.strip().splitlines()[-1][-160:]
 
 
 VIRTUAL_CAM_HELP = (
