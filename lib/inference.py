@@ -87,12 +87,14 @@ def torch_backend(model: torch.nn.Module, device) -> Backend:
     return run
 
 
-def _onnx_backend(path: Path, device: str, threads: int | None) -> Backend:
+def _onnx_backend(path: Path, device: str, threads: int | None, spin: bool = True) -> Backend:
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     if threads:
         options.intra_op_num_threads = threads
+    if not spin:  # idle threads sleep instead of spinning: frees the cores for decode/encode threads
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     providers = ["CPUExecutionProvider"]
     if device.startswith("cuda"):
         if "CUDAExecutionProvider" not in ort.get_available_providers():
@@ -108,10 +110,15 @@ def _onnx_backend(path: Path, device: str, threads: int | None) -> Backend:
     return lambda x: session.run(None, {name: x})[0]
 
 
-def load_backend(path: Path, fmt: str, device: str = "cpu", threads: int | None = None) -> Backend:
-    """A callable for a model file of the given format (no conversion)."""
+def load_backend(path: Path, fmt: str, device: str = "cpu", threads: int | None = None, spin: bool = True) -> Backend:
+    """A callable for a model file of the given format (no conversion).
+
+    threads: intra-op threads (ONNX Runtime's session; for torch, the process-wide setting).
+    """
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise UserError("--device cuda: no CUDA device is available here; use --device cpu")
+    if threads and fmt != "onnx":
+        torch.set_num_threads(threads)
     if fmt == "torch":
         from lib.model import load_checkpoint
 
@@ -124,7 +131,7 @@ def load_backend(path: Path, fmt: str, device: str = "cpu", threads: int | None 
         import segmentation_models_pytorch as smp
 
         return torch_backend(smp.from_pretrained(str(path)), device)
-    return _onnx_backend(path, device, threads)
+    return _onnx_backend(path, device, threads, spin)
 
 
 def _convert(path: Path, fmt: str, backend: str) -> Path:
@@ -180,12 +187,14 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 
 
 def load_segmenter(
-    path: str | Path, backend: str | None = None, device: str = "cpu", threads: int | None = None
+    path: str | Path, backend: str | None = None, device: str = "cpu", threads: int | None = None, spin: bool = True
 ) -> Segmenter:
     """Load a .pt checkpoint, a TorchScript .ts, an ONNX file or an smp folder.
 
     backend: None picks the file's own (torch for .pt, torchscript for .ts, onnx for .onnx);
     naming another converts a .pt checkpoint on the fly (into a temporary file).
+    spin=False stops ONNX Runtime's idle threads from spinning (better when other threads
+    share the cores, as in webcam.py's pipeline).
     """
     path = Path(path)
     if not path.exists():
@@ -199,4 +208,5 @@ def load_segmenter(
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             run_path, run_fmt = _convert(path, fmt, backend), backend
-    return Segmenter(load_backend(run_path, run_fmt, device, threads), info, name=f"{path.name} ({run_fmt})")
+    backend_fn = load_backend(run_path, run_fmt, device, threads, spin)
+    return Segmenter(backend_fn, info, name=f"{path.name} ({run_fmt})")

@@ -41,6 +41,16 @@ class Preprocess:
         long_side, short_side = max(self.input_size), min(self.input_size)
         return (long_side, short_side) if height >= width else (short_side, long_side)
 
+    def fit_size(self, height: int, width: int) -> tuple[int, int]:
+        """The size a picture is scaled to before padding: inside its box, aspect ratio kept."""
+        return fit(height, width, self.box_for(height, width))
+
+
+def fit(height: int, width: int, box: tuple[int, int]) -> tuple[int, int]:
+    """(height, width) scaled to fit inside box, aspect ratio kept."""
+    scale = min(box[0] / height, box[1] / width)
+    return max(1, min(box[0], round(height * scale))), max(1, min(box[1], round(width * scale)))
+
 
 @dataclass(frozen=True)
 class Window:
@@ -65,9 +75,7 @@ def letterbox(
     the next multiple of `stride`, which spares the model the work on padding for a wide frame.
     """
     height, width = image.shape[:2]
-    scale = min(box[0] / height, box[1] / width)
-    new_h = max(1, min(box[0], round(height * scale)))
-    new_w = max(1, min(box[1], round(width * scale)))
+    new_h, new_w = fit(height, width, box)
     if (new_h, new_w) != (height, width):
         image = cv2.resize(image, (new_w, new_h), interpolation=interpolation)
     if pad_to_box:

@@ -81,12 +81,10 @@ def model_view(frame: np.ndarray, prep: Preprocess) -> np.ndarray:
     """The frame scaled to fit the model's input box (what letterbox would make of it), so the
     probability comes back at this small size and compositing scales the matte up once."""
     h, w = frame.shape[:2]
-    box = prep.box_for(h, w)
-    scale = min(box[0] / h, box[1] / w)
-    size = (max(1, min(box[1], round(w * scale))), max(1, min(box[0], round(h * scale))))
-    if size == (w, h):
+    new_h, new_w = prep.fit_size(h, w)
+    if (new_h, new_w) == (h, w):
         return frame
-    return cv2.resize(frame, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+    return cv2.resize(frame, (new_w, new_h), interpolation=cv2.INTER_AREA if new_h < h else cv2.INTER_LINEAR)
 
 
 def flicker_rate(prev_pred: np.ndarray, pred: np.ndarray, prev_truth: np.ndarray, truth: np.ndarray) -> float:
@@ -322,11 +320,8 @@ def run(opts: Options, segmenter: Segmenter | None = None, source: Source | None
         if segmenter is None:
             # several frames in the model at once share the cores rather than oversubscribe them
             threads = opts.threads or (max(1, (os.cpu_count() or 1) // opts.workers) if opts.workers > 1 else None)
-            segmenter = load_segmenter(model_path, opts.backend, opts.device, threads)
-            if threads and not segmenter.name.endswith("(onnx)"):
-                import torch
-
-                torch.set_num_threads(threads)
+            # reader and writer threads share the cores: ONNX Runtime's idle threads must not spin
+            segmenter = load_segmenter(model_path, opts.backend, opts.device, threads, spin=not opts.pipeline)
         writer = Writer(sinks, threaded=opts.pipeline)
         reader = Prefetch(source) if opts.pipeline else None
         _loop(opts, segmenter, reader or _timed_frames(source), background, writer, window, stats)
