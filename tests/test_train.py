@@ -144,6 +144,15 @@ def test_interrupt_then_resume_equals_an_uninterrupted_run(tmp_path, data, monke
     assert [h["val_iou"] for h in history_a] == pytest.approx([h["val_iou"] for h in history_b], abs=1e-6)
 
 
+def test_bf16_and_gradient_accumulation(tmp_path, data, capsys):
+    run_dir = train(tmp_path, data, "train.epochs = 2", "train.grad_accum = 2", "train.mixed_precision = 'bf16'")
+    results = json.loads((run_dir / "metrics.json").read_text())
+    assert results["steps"] == 4  # 4 batches an epoch, 2 per optimizer step
+    assert [h["step"] for h in results["history"]] == [2, 4]
+    assert "on cpu x1 (bf16)" in capsys.readouterr().out
+    assert "train.mixed_precision = 'bf16'" in (run_dir / "operative_config.gin").read_text()
+
+
 def test_time_budget_shortens_the_schedule(tmp_path, data):
     run_dir = train(tmp_path, data, "train.epochs = 5", "train.max_minutes = 0.0001")
     results = json.loads((run_dir / "metrics.json").read_text())
