@@ -20,7 +20,11 @@ SPLIT_CHOICES = (*SPLIT_NAMES, "all")
 
 
 class RawPairs:
-    """(index, BGR image, {0,1} mask) at full resolution, decoded in DataLoader workers."""
+    """(index, BGR image, {0,1} mask) at full resolution, decoded in DataLoader workers.
+
+    A file that cannot be used comes back as (index, None, reason), so the main process stops with
+    that one line rather than a worker's traceback.
+    """
 
     def __init__(self, pairs: list[Pair]):
         self.pairs = pairs
@@ -32,11 +36,20 @@ class RawPairs:
         pair = self.pairs[i]
         image = cv2.imread(str(pair.image_path), cv2.IMREAD_COLOR)
         if image is None:
-            raise UserError(f"{pair.image_path}: not a readable image")
-        mask = read_mask(pair.mask_path, pair.layout)
+            return i, None, f"{pair.image_path}: not a readable image"
+        try:
+            mask = read_mask(pair.mask_path, pair.layout)
+        except OSError as error:
+            return i, None, str(error)
         if mask.shape != image.shape[:2]:
-            raise UserError(f"{pair.mask_path}: mask {mask.shape} and image {image.shape[:2]} differ in size")
+            return i, None, f"{pair.mask_path}: mask {mask.shape} and image {image.shape[:2]} differ in size"
         return i, image, mask
+
+    def load(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        _, image, mask = self[i]
+        if image is None:
+            raise UserError(mask)
+        return image, mask
 
 
 def _as_list(batch):
@@ -64,6 +77,9 @@ def score(
     stats = np.zeros((len(pairs), 4), np.int64)
     losses, boundaries = np.zeros(len(pairs)), np.zeros(len(pairs))
     for batch in tqdm(loader, desc="evaluate", unit="batch", disable=not progress, leave=False):
+        for _, image, reason in batch:
+            if image is None:
+                raise UserError(reason)
         probs = segmenter.predict_many([image for _, image, _ in batch], tta=tta)
         for (i, _, truth), prob in zip(batch, probs, strict=True):
             stats[i] = metrics.confusion_np(prob, truth)
@@ -91,7 +107,7 @@ def save_worst(path: Path, segmenter: Segmenter, pairs: list[Pair], result: dict
     """image | truth | prediction | blurred preview | error map, for the lowest-IoU photos."""
     rows, titles = [], []
     for i in result["worst"]:
-        _, image, truth = RawPairs(pairs)[i]
+        image, truth = RawPairs(pairs).load(i)
         prob = segmenter.predict_many([image], tta=tta)[0]
         rows.append(prediction_row(cv2.cvtColor(image, cv2.COLOR_BGR2RGB), truth, prob, with_errors=True))
         titles.append(f"IoU {result['per_image'][i]['iou']:.3f}  {pairs[i].image}")

@@ -160,6 +160,19 @@ def test_bad_inputs(tmp_path, tiny_checkpoint, png_root):
         evaluate(str(tmp_path / "bare.onnx"), data=[str(root)])
 
 
+def test_a_photo_broken_after_the_split_is_named(tmp_path, tiny_checkpoint, png_root):
+    root, _ = png_root
+    (root / "images" / "3.png").write_bytes(b"broken")
+    lines = ["# root\timage\tmask\tlayout"] + [f"{root}\timages/{i}.png\tmasks/{i}.png\tfolder" for i in range(5)]
+    (tmp_path / "weights").mkdir()
+    (tmp_path / "splits").mkdir()
+    (tmp_path / "splits" / "test.tsv").write_text("\n".join(lines) + "\n")
+    ckpt = tmp_path / "weights" / "m.pt"
+    ckpt.write_bytes(tiny_checkpoint.read_bytes())
+    with pytest.raises(UserError, match=r"images/3.png: not a readable image$"):
+        evaluate(str(ckpt), num_workers=2, progress=False)
+
+
 def test_split_the_run_never_wrote(tmp_path, tiny_checkpoint, png_root):
     run = tmp_path / "exp1"
     (run / "weights").mkdir(parents=True)
