@@ -6,6 +6,10 @@ import gin
 
 from lib.errors import UserError
 
+ROOT = Path(__file__).resolve().parents[1]
+# `include 'gin/lite.gin'` inside a recipe resolves from the project, whatever the working directory
+gin.add_config_file_search_path(str(ROOT))
+
 
 def parse(gin_files: list[str], gin_params: list[str]) -> None:
     for path in gin_files:

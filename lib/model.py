@@ -4,6 +4,7 @@ A checkpoint (.pt) holds the weights, how to rebuild the network, and how to pre
 input, so evaluate.py, export.py and webcam.py need nothing but the file.
 """
 
+import json
 import os
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import torch
 from torch import nn
 
 from lib.errors import UserError
-from lib.preprocess import Preprocess
+from lib.preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocess
 
 CHECKPOINT_FORMAT = "person-seg-checkpoint"
 CHECKPOINT_VERSION = 1
@@ -48,13 +49,21 @@ def build_model(
     encoder_name: str = "resnet18",
     encoder_weights: str | None = None,
     model_kwargs: dict | None = None,
+    init_from: str | None = None,
 ) -> tuple[nn.Module, dict]:
     """Returns the model and its spec (what `create` needs to rebuild it without weights).
 
     encoder_weights: None (random init), "imagenet" (downloaded from the hub by smp: needs a
     network), or a path to a state dict for `model.encoder` (offline ImageNet weights).
+    init_from: a checkpoint of this project (e.g. models/lite.pt) whose every weight is loaded,
+    to fine-tune a trained model on other data or to continue training when its run folder is
+    gone; it must be of the same architecture, and encoder_weights is then not used.
     """
     spec = {"arch": arch, "encoder_name": encoder_name, "model_kwargs": dict(model_kwargs or {})}
+    if init_from is not None:
+        model = create(arch, encoder_name, model_kwargs, None)
+        load_whole_model(model, spec, Path(init_from))
+        return model, spec
     if encoder_weights is None or encoder_weights == "imagenet":
         try:
             model = create(arch, encoder_name, model_kwargs, encoder_weights)
@@ -87,6 +96,45 @@ def load_encoder_weights(model: nn.Module, path: Path) -> None:
             f"build_model.encoder_weights={str(path)!r} does not fit encoder "
             f"{type(model.encoder).__name__}: {' '.join(first)}"
         ) from None
+
+
+def _normalised(spec: dict) -> dict:
+    """A spec as stored (json round trips turn tuples into lists), for comparison."""
+    return {
+        "arch": spec["arch"].lower(),
+        "encoder_name": spec["encoder_name"],
+        "model_kwargs": json.loads(json.dumps(spec.get("model_kwargs") or {})),
+    }
+
+
+def load_whole_model(model: nn.Module, spec: dict, path: Path) -> None:
+    """Every weight of checkpoint `path` into `model`, or one line saying why it does not fit."""
+    flag = f"build_model.init_from={str(path)!r}"
+    if not path.is_file():
+        raise UserError(f"{flag}: no such file (expected a .pt checkpoint of this project, e.g. models/lite.pt)")
+    try:
+        payload = read_checkpoint(path)
+    except UserError as error:
+        raise UserError(f"{flag}: {error}") from None
+    theirs = _normalised(payload["model"])
+    if theirs != _normalised(spec):
+        raise UserError(
+            f"{flag} is a {payload['model']['arch']}/{payload['model']['encoder_name']} "
+            f"{theirs['model_kwargs'] or ''} model; this run builds {spec['arch']}/{spec['encoder_name']} "
+            f"{_normalised(spec)['model_kwargs'] or ''}: set build_model.arch, encoder_name and model_kwargs "
+            "to the checkpoint's"
+        )
+    prep = payload.get("preprocess", {})
+    if tuple(prep.get("mean", IMAGENET_MEAN)) != IMAGENET_MEAN or tuple(prep.get("std", IMAGENET_STD)) != IMAGENET_STD:
+        raise UserError(
+            f"{flag}: its input is normalised with mean {prep.get('mean')} and std {prep.get('std')}; "
+            "this project's training feeds ImageNet-normalised input, so its weights would see other numbers"
+        )
+    try:
+        model.load_state_dict(payload["state_dict"])  # strict: every weight, every shape
+    except RuntimeError as error:
+        raise UserError(f"{flag}: weights do not fit {spec['arch']}/{spec['encoder_name']}: "
+                        f"{' '.join(str(error).splitlines()[:2])[:300]}") from None  # fmt: skip
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -21,14 +21,24 @@ def _to_tensors(image: np.ndarray, mask: np.ndarray, prep: Preprocess) -> dict:
 
 
 class TrainTransform:
-    """Random framing + photometric + camera artefacts, output exactly prep.input_size."""
+    """Random framing + photometric + camera artefacts, output exactly prep.input_size.
 
-    def __init__(self, prep: Preprocess, strength: float = 1.0):
-        height, width = prep.input_size
-        aspect = width / height
-        s = strength
+    With early_size, the first early_epochs epochs come out at that smaller size instead.
+    """
+
+    def __init__(
+        self, prep: Preprocess, strength: float = 1.0, early_size: tuple[int, int] | None = None, early_epochs: int = 0
+    ):
         self.prep = prep
-        self.pipeline = A.Compose(
+        self.early_epochs = early_epochs if early_size else 0
+        self.pipeline = self._pipeline(tuple(prep.input_size), strength)
+        self.early_pipeline = self._pipeline(tuple(early_size), strength) if self.early_epochs else None
+
+    @staticmethod
+    def _pipeline(size: tuple[int, int], s: float) -> A.Compose:
+        height, width = size
+        aspect = width / height
+        return A.Compose(
             [
                 # Framing: zoom out (small, off-centre people with room around them), tilt, and
                 # crops of part of the frame (a head and shoulders cut from a full-body photo,
@@ -82,13 +92,14 @@ class TrainTransform:
             ]
         )
 
-    def __call__(self, image: np.ndarray, mask: np.ndarray, seed: int | None = None) -> dict:
+    def __call__(self, image: np.ndarray, mask: np.ndarray, seed: int | None = None, epoch: int = 0) -> dict:
         # albumentations draws from its own generators, seeded from the OS unless told: a seed
         # per sample makes augmentation a function of (run seed, epoch, index), the same in any
         # worker or process and after a resume.
+        pipeline = self.early_pipeline if epoch < self.early_epochs else self.pipeline
         if seed is not None:
-            self.pipeline.set_random_seed(seed)
-        out = self.pipeline(image=image, mask=mask)
+            pipeline.set_random_seed(seed)
+        out = pipeline(image=image, mask=mask)
         return _to_tensors(out["image"], out["mask"], self.prep)
 
 
@@ -98,7 +109,7 @@ class EvalTransform:
     def __init__(self, prep: Preprocess):
         self.prep = prep
 
-    def __call__(self, image: np.ndarray, mask: np.ndarray, seed: int | None = None) -> dict:
+    def __call__(self, image: np.ndarray, mask: np.ndarray, seed: int | None = None, epoch: int = 0) -> dict:
         box = tuple(self.prep.input_size)
         image, _ = letterbox(image, box, self.prep.stride, pad_to_box=True)
         mask, _ = letterbox(mask, box, self.prep.stride, pad_to_box=True, interpolation=cv2.INTER_NEAREST)
