@@ -1,12 +1,24 @@
 """Readers for both layouts, the bad cases, the split, and the augmentation's output."""
 
+import os
+
 import cv2
 import numpy as np
 import pytest
 import torch
 from conftest import make_folder
 
-from lib.data import EpochSampler, SegmentationDataset, load_splits, make_splits, save_splits
+import lib.data
+from lib.data import (
+    DecodedCache,
+    EpochSampler,
+    SegmentationDataset,
+    build_dataloaders,
+    load_splits,
+    make_splits,
+    read_pair,
+    save_splits,
+)
 from lib.errors import UserError
 from lib.pairs import read_mask, scan_root, split_pairs
 from lib.preprocess import Preprocess
@@ -164,3 +176,46 @@ def test_decode_failure_at_load_time_is_skipped_with_a_warning(aiseg_root):
     with pytest.warns(UserWarning, match="skipping"):
         sample = dataset[0]
     assert sample["image"].shape == (3, 64, 64)
+
+
+def test_decoded_cache_gives_the_photo_once_decoded_and_scaled(tmp_path, aiseg_root, monkeypatch):
+    pair = scan_root(aiseg_root).pairs[0]  # 60x80 photo
+    same = DecodedCache(tmp_path / "full", long_side=80)
+    image, mask = same.load(pair)
+    truth_image, truth_mask = read_pair(pair)
+    assert np.array_equal(image, truth_image) and np.array_equal(mask, truth_mask)
+    assert len(list((tmp_path / "full").glob("*.npy"))) == 1
+    with monkeypatch.context() as m:  # from the file now: the originals are not decoded again
+        m.setattr(lib.data, "read_pair", lambda pair: pytest.fail("decoded again"))
+        again = same.load(pair)
+    assert np.array_equal(again[0], image) and np.array_equal(again[1], mask)
+    small, small_mask = DecodedCache(tmp_path / "small", long_side=40).load(pair)
+    assert small.shape == (40, 30, 3) and small_mask.shape == (40, 30) and set(np.unique(small_mask)) <= {0, 1}
+    assert abs(small_mask.mean() - truth_mask.mean()) < 0.05  # the person keeps its share of the picture
+
+
+def test_decoded_cache_notices_a_changed_photo(tmp_path, aiseg_root):
+    pair = scan_root(aiseg_root).pairs[0]
+    cache = DecodedCache(tmp_path / "c", long_side=80)
+    first, _ = cache.load(pair)
+    image = cv2.imread(str(pair.image_path))
+    cv2.imwrite(str(pair.image_path), 255 - image, [cv2.IMWRITE_JPEG_QUALITY, 95])
+    os.utime(pair.image_path, ns=(1, 1))  # a different mtime, whatever the clock did
+    second, _ = cache.load(pair)
+    assert np.abs(second.astype(int) - first.astype(int)).mean() > 50
+    assert len(list((tmp_path / "c").glob("*.npy"))) == 2
+
+
+def test_early_epochs_come_out_at_the_early_size(aiseg_root):
+    prep = Preprocess(input_size=(64, 32))
+    pairs = scan_root(aiseg_root).pairs
+    dataset = SegmentationDataset(pairs, TrainTransform(prep, early_size=(32, 32), early_epochs=2), seed=1)
+    assert dataset[0]["image"].shape == (3, 32, 32) and dataset[0]["mask"].shape == (1, 32, 32)
+    assert dataset[len(pairs) + 1]["image"].shape == (3, 32, 32)  # epoch 1
+    assert dataset[2 * len(pairs)]["image"].shape == (3, 64, 32)  # epoch 2: the full size
+
+
+def test_early_size_must_fit_the_encoders(aiseg_root):
+    splits = {"train": scan_root(aiseg_root).pairs, "val": [], "test": []}
+    with pytest.raises(UserError, match=r"early_size=\(48, 32\): height and width must be positive multiples"):
+        build_dataloaders(splits, input_size=(64, 64), early_size=(48, 32), early_epochs=1)

@@ -221,12 +221,91 @@ def test_imagenet_offline_says_what_to_do(monkeypatch):
         build_model(arch="Unet", encoder_name="resnet18", encoder_weights="imagenet")
 
 
+def _tiny_checkpoint(path: Path, half: bool = False, **spec_changes) -> tuple[torch.nn.Module, dict]:
+    from lib.model import create, save_checkpoint
+    from lib.preprocess import Preprocess
+
+    spec = {"arch": "Unet", "encoder_name": "resnet18", "model_kwargs": {"decoder_channels": (16, 16, 8, 8, 8)}}
+    spec |= spec_changes
+    torch.manual_seed(3)
+    model = create(spec["arch"], spec["encoder_name"], spec["model_kwargs"])
+    for p in model.parameters():  # weights no fresh network has
+        p.data.add_(0.5)
+    save_checkpoint(path, model, spec, Preprocess(input_size=(64, 64)), half=half)
+    return model, spec
+
+
+def test_init_from_loads_every_weight_exactly(tmp_path):
+    from lib.model import build_model
+
+    saved, spec = _tiny_checkpoint(tmp_path / "a.pt")
+    model, _ = build_model(
+        spec["arch"], spec["encoder_name"], "no-such-file.pt", spec["model_kwargs"], init_from=str(tmp_path / "a.pt")
+    )  # fmt: skip  (encoder_weights is not read)
+    theirs = saved.state_dict()
+    assert all(torch.equal(v, theirs[k]) for k, v in model.state_dict().items())
+    # a half-precision checkpoint (models/lite.pt) loads as fp32, each weight rounded to fp16
+    _tiny_checkpoint(tmp_path / "half.pt", half=True)
+    model, _ = build_model(spec["arch"], spec["encoder_name"], None, spec["model_kwargs"],
+                           init_from=str(tmp_path / "half.pt"))  # fmt: skip
+    weight = model.encoder.conv1.weight
+    assert weight.dtype == torch.float32 and torch.equal(weight, saved.encoder.conv1.weight.half().float())
+
+
+@pytest.mark.parametrize(
+    "build, message",
+    [
+        ({"arch": "UnetPlusPlus"}, r"init_from=.* is a Unet/resnet18 .* this run builds UnetPlusPlus/resnet18"),
+        ({"encoder_name": "resnet34"}, r"is a Unet/resnet18 .*this run builds Unet/resnet34"),
+        ({"model_kwargs": {"decoder_channels": (32, 16, 8, 8, 8)}}, r"decoder_channels.*set build_model.arch"),
+        ({"model_kwargs": {"decoder_channels": (16, 16, 8, 8, 8), "in_channels": 4}}, r"in_channels"),
+    ],
+)
+def test_init_from_refuses_another_architecture_in_one_line(tmp_path, build, message):
+    from lib.model import build_model
+
+    _, spec = _tiny_checkpoint(tmp_path / "a.pt")
+    with pytest.raises(UserError, match=message) as error:
+        build_model(**(spec | build), init_from=str(tmp_path / "a.pt"))
+    assert "\n" not in str(error.value).split("\n  In call to configurable")[0]  # what the CLI prints
+
+
+def test_init_from_refuses_missing_foreign_and_differently_normalised_files(tmp_path):
+    from lib.model import build_model
+
+    spec = {"arch": "Unet", "encoder_name": "resnet18", "model_kwargs": {"decoder_channels": (16, 16, 8, 8, 8)}}
+    with pytest.raises(UserError, match=r"init_from='.*nothing.pt': no such file"):
+        build_model(**spec, init_from=str(tmp_path / "nothing.pt"))
+    torch.save({"conv.weight": torch.zeros(1)}, tmp_path / "bare.pt")
+    with pytest.raises(UserError, match=r"init_from=.*bare.pt.*not a checkpoint of this project"):
+        build_model(**spec, init_from=str(tmp_path / "bare.pt"))
+    _tiny_checkpoint(tmp_path / "a.pt")
+    payload = torch.load(tmp_path / "a.pt", weights_only=True)
+    payload["preprocess"]["mean"] = [0.5, 0.5, 0.5]
+    torch.save(payload, tmp_path / "other_norm.pt")
+    with pytest.raises(UserError, match="normalised with mean"):
+        build_model(**spec, init_from=str(tmp_path / "other_norm.pt"))
+
+
+def test_training_continues_from_a_whole_model(tmp_path, data):
+    """A run started with init_from begins where the checkpoint's weights are, not from scratch."""
+    first = train(tmp_path, data, "train.max_steps = 4")
+    reset()
+    second = train(tmp_path, data, "train.max_steps = 1", "train.lr = 1e-12", "train.warmup_steps = 1",
+                   f"build_model.init_from = '{first / 'weights' / 'last.pt'}'")  # fmt: skip
+    before = read_checkpoint(first / "weights" / "last.pt")["state_dict"]
+    after = read_checkpoint(second / "weights" / "last.pt")["state_dict"]
+    weights = [k for k, v in before.items() if v.is_floating_point() and "running" not in k]
+    assert all(torch.allclose(before[k], after[k], atol=1e-6) for k in weights)
+
+
 @pytest.mark.parametrize("config", sorted(p.name for p in (ROOT / "gin").glob("*.gin")))
 def test_every_gin_file_trains_two_steps(tmp_path, data, config):
     tiny = ["build_model.encoder_weights = None", "build_dataloaders.input_size = (64, 64)",
             "build_dataloaders.batch_size = 2", "build_dataloaders.num_workers = 0",
             "make_splits.split = (0.5, 0.25, 0.25)", "train.max_steps = 2",
-            "train.export_formats = ('onnx',)"]  # fmt: skip
+            "train.export_formats = ('onnx',)", "build_dataloaders.early_size = (32, 32)",
+            f"build_dataloaders.cache_dir = '{tmp_path / 'cache'}'"]  # fmt: skip
     run_dir = train(tmp_path, data, *tiny, gin_files=[str(ROOT / "gin" / config)])
     assert (run_dir / "weights" / "best.onnx").is_file() and (run_dir / "operative_config.gin").is_file()
     arch = gin.query_parameter("build_model.arch")
