@@ -26,9 +26,16 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1), help="image-decoding processes")
     args = parser.parse_args()
     evaluate(
-        args.ckpt, data=args.data, split=args.split, json_out=args.json, tta=args.tta,
-        batch_size=args.batch_size, device=args.device, backend=args.backend, num_workers=args.workers,
-    )  # fmt: skip
+        args.ckpt,
+        data=args.data,
+        split=args.split,
+        json_out=args.json,
+        tta=args.tta,
+        batch_size=args.batch_size,
+        device=args.device,
+        backend=args.backend,
+        num_workers=args.workers,
+    )
 
 
 if __name__ == "__main__":

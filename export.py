@@ -23,8 +23,7 @@ def main() -> None:
     if ckpt.suffix not in (".pt", ".pth"):
         raise UserError(f"--ckpt {ckpt}: expected a .pt checkpoint written by train.py (exports are made from it)")
     formats = [f.strip() for f in args.formats.split(",") if f.strip()]
-    model, payload = load_checkpoint(ckpt)
-    info = {k: payload[k] for k in ("model", "preprocess", "meta")}
+    model, info = load_checkpoint(ckpt)
     out = Path(args.out) if args.out else ckpt.parent
     for fmt, result in export_all(model, info, out, ckpt.stem, formats, args.opset, args.dynamo).items():
         print(

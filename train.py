@@ -21,7 +21,7 @@ def main() -> None:
         parse(args.gin, args.gin_param)
     else:
         raise UserError("--gin is required, e.g. --gin gin/smoke.gin (or --resume experiments/expN)")
-    lib.train.train()
+    lib.train.train(resume=args.resume)
 
 
 if __name__ == "__main__":

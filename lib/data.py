@@ -13,7 +13,7 @@ import torch
 from torch.utils.data import DataLoader, Sampler
 
 from lib.errors import UserError
-from lib.pairs import SPLIT_NAMES, Pair, read_image, read_mask, read_split, scan_root, split_pairs, write_split
+from lib.pairs import SPLIT_NAMES, Pair, read_image, read_mask, scan_root, split_pairs
 from lib.preprocess import Preprocess
 from lib.transforms import EvalTransform, TrainTransform
 
@@ -160,23 +160,13 @@ def make_splits(
     return splits, reports
 
 
-def save_splits(run_dir: Path, splits: dict[str, list[Pair]]) -> None:
-    (run_dir / "splits").mkdir(parents=True, exist_ok=True)
-    for name, pairs in splits.items():
-        write_split(run_dir / "splits" / f"{name}.tsv", pairs)
-
-
-def load_splits(run_dir: Path) -> dict[str, list[Pair]]:
-    return {name: read_split(run_dir / "splits" / f"{name}.tsv") for name in SPLIT_NAMES}
-
-
 def _ignore_sigint(worker_id: int) -> None:
     # Ctrl-C reaches the whole process group; the main process stops the run cleanly after the
     # step, which needs the workers alive until then.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-@gin.configurable
+@gin.configurable(denylist=["splits", "seed"])  # the loop always passes them: a binding would be ignored
 def build_dataloaders(
     splits: dict[str, list[Pair]],
     input_size: tuple[int, int] = (384, 288),

@@ -13,6 +13,7 @@ from tqdm import tqdm
 from lib import metrics
 from lib.errors import UserError
 from lib.inference import Segmenter, load_segmenter
+from lib.model_info import ModelInfo
 from lib.pairs import SPLIT_NAMES, Pair, read_mask, read_split, scan_root
 from lib.pictures import prediction_row, save_grid
 
@@ -115,14 +116,14 @@ def save_worst(path: Path, segmenter: Segmenter, pairs: list[Pair], result: dict
         save_grid(path, rows, titles)
 
 
-def find_run_dir(model_path: Path, info: dict) -> Path | None:
+def find_run_dir(model_path: Path, info: ModelInfo) -> Path | None:
     """The run folder that wrote this model: recorded in its metadata, or two levels up."""
-    candidates = [Path(info.get("meta", {}).get("run_dir", "")), model_path.resolve().parent.parent]
+    candidates = [Path(info.meta.get("run_dir", "")), model_path.resolve().parent.parent]
     return next((c for c in candidates if str(c) not in ("", ".") and (c / "splits").is_dir()), None)
 
 
 def select_pairs(
-    model_path: Path, info: dict, data: list[str] | None, split: str | None
+    model_path: Path, info: ModelInfo, data: list[str] | None, split: str | None
 ) -> tuple[list[Pair], str, Path | None]:
     """Which photos to score: --data roots (all pairs), or the run's own split lists."""
     if split is not None and split not in SPLIT_CHOICES:
@@ -154,8 +155,10 @@ def select_pairs(
     for name in names:
         path = run_dir / "splits" / f"{name}.tsv"
         if not path.is_file():
-            raise UserError(f"--split {split}: the run {run_dir} never wrote {path.name} (found: "
-                            f"{sorted(p.name for p in (run_dir / 'splits').glob('*.tsv'))})")  # fmt: skip
+            raise UserError(
+                f"--split {split}: the run {run_dir} never wrote {path.name} (found: "
+                f"{sorted(p.name for p in (run_dir / 'splits').glob('*.tsv'))})"
+            )
         pairs += read_split(path)
     if not pairs:
         raise UserError(f"--split {split}: the run {run_dir} has no pairs in that split")
@@ -192,9 +195,13 @@ def evaluate(
     start = time.perf_counter()
     result = score(segmenter, pairs, batch_size, tta, num_workers, progress=progress)
     result.update(
-        model=str(model_path), backend=segmenter.name, split=split, tta=tta, seconds=time.perf_counter() - start,
+        model=str(model_path),
+        backend=segmenter.name,
+        split=split,
+        tta=tta,
+        seconds=time.perf_counter() - start,
         data=sorted({p.root for p in pairs}),
-    )  # fmt: skip
+    )
     print(f"{segmenter.name} on {split} ({len(pairs)} photos{', flip TTA' if tta else ''}):")
     print(format_table(result))
     if json_out:

@@ -87,3 +87,9 @@ def boundary_f(pred: np.ndarray, truth: np.ndarray, tolerance: int | None = None
     precision = np.count_nonzero(pred_edge & near_true) / n_pred
     recall = np.count_nonzero(true_edge & near_pred) / n_true
     return 0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall)
+
+
+def flicker_rate(prev_pred: np.ndarray, pred: np.ndarray, prev_truth: np.ndarray, truth: np.ndarray) -> float:
+    """Share of pixels whose predicted label flips between two frames while the true label does not."""
+    flips = (prev_pred != pred) & (prev_truth == truth)
+    return float(np.count_nonzero(flips)) / pred.size

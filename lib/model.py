@@ -4,7 +4,6 @@ A checkpoint (.pt) holds the weights, how to rebuild the network, and how to pre
 input, so evaluate.py, export.py and webcam.py need nothing but the file.
 """
 
-import json
 import os
 from pathlib import Path
 
@@ -14,10 +13,8 @@ import torch
 from torch import nn
 
 from lib.errors import UserError
-from lib.preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocess
-
-CHECKPOINT_FORMAT = "person-seg-checkpoint"
-CHECKPOINT_VERSION = 1
+from lib.model_info import ModelInfo, ModelSpec
+from lib.preprocess import IMAGENET_MEAN, IMAGENET_STD
 
 
 def create(arch: str, encoder_name: str, model_kwargs: dict | None = None, encoder_weights=None) -> nn.Module:
@@ -50,7 +47,7 @@ def build_model(
     encoder_weights: str | None = None,
     model_kwargs: dict | None = None,
     init_from: str | None = None,
-) -> tuple[nn.Module, dict]:
+) -> tuple[nn.Module, ModelSpec]:
     """Returns the model and its spec (what `create` needs to rebuild it without weights).
 
     encoder_weights: None (random init), "imagenet" (downloaded from the hub by smp: needs a
@@ -59,7 +56,7 @@ def build_model(
     to fine-tune a trained model on other data or to continue training when its run folder is
     gone; it must be of the same architecture, and encoder_weights is then not used.
     """
-    spec = {"arch": arch, "encoder_name": encoder_name, "model_kwargs": dict(model_kwargs or {})}
+    spec = ModelSpec(arch, encoder_name, dict(model_kwargs or {}))
     if init_from is not None:
         model = create(arch, encoder_name, model_kwargs, None)
         load_whole_model(model, spec, Path(init_from))
@@ -98,100 +95,72 @@ def load_encoder_weights(model: nn.Module, path: Path) -> None:
         ) from None
 
 
-def _normalised(spec: dict) -> dict:
-    """A spec as stored (json round trips turn tuples into lists), for comparison."""
-    return {
-        "arch": spec["arch"].lower(),
-        "encoder_name": spec["encoder_name"],
-        "model_kwargs": json.loads(json.dumps(spec.get("model_kwargs") or {})),
-    }
-
-
-def load_whole_model(model: nn.Module, spec: dict, path: Path) -> None:
+def load_whole_model(model: nn.Module, spec: ModelSpec, path: Path) -> None:
     """Every weight of checkpoint `path` into `model`, or one line saying why it does not fit."""
     flag = f"build_model.init_from={str(path)!r}"
     if not path.is_file():
         raise UserError(f"{flag}: no such file (expected a .pt checkpoint of this project, e.g. models/lite.pt)")
     try:
-        payload = read_checkpoint(path)
+        info, state = read_checkpoint(path)
     except UserError as error:
         raise UserError(f"{flag}: {error}") from None
-    theirs = _normalised(payload["model"])
-    if theirs != _normalised(spec):
+    if not info.spec.same_network(spec):
         raise UserError(
-            f"{flag} is a {payload['model']['arch']}/{payload['model']['encoder_name']} "
-            f"{theirs['model_kwargs'] or ''} model; this run builds {spec['arch']}/{spec['encoder_name']} "
-            f"{_normalised(spec)['model_kwargs'] or ''}: set build_model.arch, encoder_name and model_kwargs "
-            "to the checkpoint's"
+            f"{flag} is a {info.spec} model; this run builds {spec}: set build_model.arch, encoder_name and "
+            "model_kwargs to the checkpoint's"
         )
-    prep = payload.get("preprocess", {})
-    if tuple(prep.get("mean", IMAGENET_MEAN)) != IMAGENET_MEAN or tuple(prep.get("std", IMAGENET_STD)) != IMAGENET_STD:
+    if info.prep.mean != IMAGENET_MEAN or info.prep.std != IMAGENET_STD:
         raise UserError(
-            f"{flag}: its input is normalised with mean {prep.get('mean')} and std {prep.get('std')}; "
-            "this project's training feeds ImageNet-normalised input, so its weights would see other numbers"
+            f"{flag}: its input is normalised with mean {info.prep.mean} and std {info.prep.std}; this "
+            "project's training feeds ImageNet-normalised input, so its weights would see other numbers"
         )
     try:
-        model.load_state_dict(payload["state_dict"])  # strict: every weight, every shape
+        model.load_state_dict(state)  # strict: every weight, every shape
     except RuntimeError as error:
-        raise UserError(f"{flag}: weights do not fit {spec['arch']}/{spec['encoder_name']}: "
-                        f"{' '.join(str(error).splitlines()[:2])[:300]}") from None  # fmt: skip
+        first = " ".join(str(error).splitlines()[:2])[:300]
+        raise UserError(f"{flag}: weights do not fit {spec}: {first}") from None
 
 
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def save_checkpoint(
-    path: Path, model: nn.Module, spec: dict, prep: Preprocess, meta: dict | None = None, half: bool = False
-) -> None:
+def save_checkpoint(path: Path, model: nn.Module, info: ModelInfo, half: bool = False) -> None:
     """Write atomically: a run killed mid-write leaves the previous file intact.
 
-    half: store floating-point weights as fp16 (half the file); load_checkpoint casts them back.
+    half: store floating-point weights as fp16 (half the file); loading casts them back to fp32.
     """
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     if half:
         state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
-    payload = {
-        "format": CHECKPOINT_FORMAT,
-        "version": CHECKPOINT_VERSION,
-        "model": spec,
-        "preprocess": prep.to_dict(),
-        "state_dict": state,
-        "meta": meta or {},
-    }
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
+    torch.save({**info.to_dict(), "state_dict": state}, tmp)
     os.replace(tmp, path)
 
 
-def read_checkpoint(path: str | Path) -> dict:
+def read_checkpoint(path: str | Path) -> tuple[ModelInfo, dict]:
+    """The description and the state dict of a .pt checkpoint, without building the network."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"checkpoint {path} does not exist")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # noqa: BLE001
+    except Exception as error:  # noqa: BLE001 - any unpickling failure means the same to the user
         raise UserError(f"checkpoint {path} could not be read: {type(error).__name__}: {str(error)[:200]}") from None
-    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-        raise UserError(
-            f"{path} is not a checkpoint of this project (expected a .pt written by train.py with "
-            f"'format': '{CHECKPOINT_FORMAT}'; a bare state dict does not say which network it belongs to)"
-        )
-    if payload.get("version", 0) > CHECKPOINT_VERSION:
-        raise UserError(f"{path} was written by a newer version of this project (format {payload['version']})")
-    return payload
+    info = ModelInfo.from_dict(payload, str(path), kind="checkpoint")
+    if not isinstance(payload.get("state_dict"), dict):
+        raise UserError(f"checkpoint {path} holds no weights (no 'state_dict')")
+    return info, payload["state_dict"]
 
 
-def load_checkpoint(path: str | Path) -> tuple[nn.Module, dict]:
-    """The model in eval mode and the checkpoint's dict (spec, preprocess, meta)."""
-    payload = read_checkpoint(path)
-    spec = payload["model"]
-    model = create(spec["arch"], spec["encoder_name"], spec.get("model_kwargs"))
+def load_checkpoint(path: str | Path) -> tuple[nn.Module, ModelInfo]:
+    """The model in eval mode, fp32, and its description."""
+    info, state = read_checkpoint(path)
+    model = create(info.spec.arch, info.spec.encoder_name, info.spec.model_kwargs)
     try:
-        model.load_state_dict(payload["state_dict"])
+        model.load_state_dict(state)
     except RuntimeError as error:
-        raise UserError(f"checkpoint {path}: weights do not fit {spec}: {str(error)[:300]}") from None
-    model.eval()
-    return model, payload
+        raise UserError(f"checkpoint {path}: weights do not fit {info.spec}: {str(error)[:300]}") from None
+    return model.eval(), info

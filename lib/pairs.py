@@ -3,7 +3,7 @@
 Two layouts, detected from the root folder:
 - AISegment (Matting Human Datasets): clip_img/<group>/clip_<sub>/<name>.jpg with its matte at
   matting/<group>/matting_<sub>/<name>.png; the person is the PNG's alpha channel.
-- folder: images/<name>.<jpg|jpeg|png|webp> with masks/<name>.<png|...>, matched by the path
+- folder: images/<name>.<jpg|png|webp|...> with masks/<name>.<png|...>, matched by the path
   below images/ and masks/ without its suffix; masks single-channel (0/255 or 0/1) or RGBA.
 
 Bad files are found before training starts, from file headers (cheap: no decoding), and
@@ -22,8 +22,7 @@ from PIL import Image, UnidentifiedImageError
 
 from lib.errors import UserError
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
-MASK_SUFFIXES = (".png", ".webp", ".bmp", ".tif", ".tiff", ".jpg", ".jpeg")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")  # photos, masks and frames alike
 SPLIT_NAMES = ("train", "val", "test")
 
 
@@ -131,7 +130,7 @@ def scan_root(root: str | Path, check: bool = True) -> Scan:
             root / "images", IMAGE_SUFFIXES, lambda p: p.relative_to(root / "images").with_suffix("")
         )
         masks, dup_m = _files_by_key(
-            root / "masks", MASK_SUFFIXES, lambda p: p.relative_to(root / "masks").with_suffix("")
+            root / "masks", IMAGE_SUFFIXES, lambda p: p.relative_to(root / "masks").with_suffix("")
         )
     rel = lambda p: str(p.relative_to(root))  # noqa: E731
     pairs = [Pair(str(root), rel(images[k]), rel(masks[k]), layout) for k in images if k in masks]

@@ -53,7 +53,7 @@ def fit(height: int, width: int, box: tuple[int, int]) -> tuple[int, int]:
 
 
 @dataclass(frozen=True)
-class Window:
+class Placement:
     """Where the resized picture sits inside the padded model input."""
 
     top: int
@@ -68,7 +68,7 @@ def letterbox(
     stride: int = 32,
     pad_to_box: bool = True,
     interpolation: int = cv2.INTER_AREA,
-) -> tuple[np.ndarray, Window]:
+) -> tuple[np.ndarray, Placement]:
     """Scale `image` to fit inside `box` keeping its aspect ratio, then pad it centred with zeros.
 
     pad_to_box pads to the whole box (every sample of a batch has one shape); otherwise only up to
@@ -86,7 +86,7 @@ def letterbox(
     top, left = (out_h - new_h) // 2, (out_w - new_w) // 2
     padding = ((top, out_h - new_h - top), (left, out_w - new_w - left))
     padding += ((0, 0),) * (image.ndim - 2)
-    return np.pad(image, padding), Window(top, left, new_h, new_w)
+    return np.pad(image, padding), Placement(top, left, new_h, new_w)
 
 
 def normalize(image_rgb: np.ndarray, mean, std) -> np.ndarray:
@@ -96,19 +96,20 @@ def normalize(image_rgb: np.ndarray, mean, std) -> np.ndarray:
     return np.ascontiguousarray(x.transpose(2, 0, 1))
 
 
-def prepare_frame(frame_bgr: np.ndarray, prep: Preprocess) -> tuple[np.ndarray, Window]:
-    """A BGR frame of any size -> (1x3xHxW float32 model input, window of the picture in it)."""
+def prepare_frame(frame_bgr: np.ndarray, prep: Preprocess) -> tuple[np.ndarray, Placement]:
+    """A BGR frame of any size -> (1x3xHxW float32 model input, where the picture sits in it)."""
     if frame_bgr.ndim != 3 or frame_bgr.shape[2] != 3 or frame_bgr.dtype != np.uint8:
         raise ValueError(f"expected an HxWx3 uint8 BGR frame, got {frame_bgr.dtype} {frame_bgr.shape}")
     box = prep.box_for(*frame_bgr.shape[:2])
-    padded, window = letterbox(frame_bgr, box, prep.stride, pad_to_box=False)
+    padded, placement = letterbox(frame_bgr, box, prep.stride, pad_to_box=False)
     rgb = cv2.cvtColor(padded, cv2.COLOR_BGR2RGB)
-    return normalize(rgb, prep.mean, prep.std)[None], window
+    return normalize(rgb, prep.mean, prep.std)[None], placement
 
 
-def restore_size(prob: np.ndarray, window: Window, out_hw: tuple[int, int]) -> np.ndarray:
+def restore_size(prob: np.ndarray, placement: Placement, out_hw: tuple[int, int]) -> np.ndarray:
     """Cut the padding off a model-sized probability map and resize it to `out_hw`."""
-    crop = prob[window.top : window.top + window.height, window.left : window.left + window.width]
+    top, left = placement.top, placement.left
+    crop = prob[top : top + placement.height, left : left + placement.width]
     if crop.shape != tuple(out_hw):
         crop = cv2.resize(crop, (out_hw[1], out_hw[0]), interpolation=cv2.INTER_LINEAR)
     return crop

@@ -10,7 +10,8 @@ import time
 
 import numpy as np
 
-from lib.video import Sink, Source
+from lib.sinks import Sink
+from lib.sources import Source
 
 _END = object()
 

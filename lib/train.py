@@ -1,6 +1,7 @@
 """The training loop: one function, top to bottom, with Accelerate doing devices and precision.
 
-What the run writes into its folder, and where, lives in lib/run.py.
+train() reads like Accelerate's examples; the set-up and the end-of-epoch work are the small
+functions beside it. Where the run writes what lives in lib/run_folder.py.
 """
 
 import math
@@ -15,13 +16,15 @@ from accelerate import Accelerator, PartialState
 from accelerate.utils import ProjectConfiguration, broadcast_object_list, parse_flag_from_env, set_seed
 from tqdm import tqdm
 
-from lib import experiment, metrics
-from lib.data import build_dataloaders, load_splits, make_splits, save_splits
+from lib import evaluate, metrics
+from lib.data import build_dataloaders, make_splits
 from lib.errors import UserError
-from lib.export import metadata
+from lib.export import export_all
+from lib.inference import Segmenter, torch_backend
 from lib.losses import build_loss
-from lib.model import build_model, count_parameters
-from lib.run import LoopState, RunFolder, open_run_dir
+from lib.model import build_model, count_parameters, load_checkpoint
+from lib.model_info import ModelInfo
+from lib.run_folder import LoopState, RunFolder, default_wandb_mode, load_splits, open_run_dir, save_splits
 
 
 class StopRequest:
@@ -93,10 +96,127 @@ def fit_to_budget(total_steps: int, epochs_done: int, steps_per_epoch: int, epoc
     return min(total_steps, (epochs_done + max(0, int(left_s / epoch_s))) * steps_per_epoch)
 
 
-@gin.configurable
+class TimeBudget:
+    """train.max_minutes: after each epoch, the schedule's total steps that fit in the time left at
+    the last epochs' pace (validation included); the same on every process."""
+
+    def __init__(self, minutes: float, planned_steps: int, steps_per_epoch: int):
+        self.seconds, self.planned_steps, self.steps_per_epoch = minutes * 60, planned_steps, steps_per_epoch
+        self.started, self.epoch_seconds = time.perf_counter(), []
+
+    def fit(self, epochs_done: int, epoch_s: float) -> int:
+        self.epoch_seconds.append(epoch_s)
+        pace = sum(self.epoch_seconds[-3:]) / len(self.epoch_seconds[-3:])
+        left = self.seconds - (time.perf_counter() - self.started)
+        total = [fit_to_budget(self.planned_steps, epochs_done, self.steps_per_epoch, pace, left)]
+        broadcast_object_list(total)
+        return total[0]
+
+
+def use_cpu() -> bool:
+    """Several processes on a machine without CUDA (torchrun / accelerate launch --multi_gpu on a
+    CPU box) must be told to use the CPU, or Accelerate falls back to one process each."""
+    several = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    return parse_flag_from_env("ACCELERATE_USE_CPU") or (several and not torch.cuda.is_available())
+
+
+def make_accelerator(run_dir: Path, cpu: bool, mixed_precision, grad_accum: int, log_with) -> Accelerator:
+    if "wandb" in log_with:
+        default_wandb_mode()
+    return Accelerator(
+        cpu=cpu,
+        mixed_precision=mixed_precision,
+        gradient_accumulation_steps=grad_accum,
+        log_with=list(log_with) or None,
+        project_config=ProjectConfiguration(project_dir=str(run_dir), logging_dir=str(run_dir / "logs")),
+    )
+
+
+def run_splits(run_dir: Path, resume: str | None, accelerator) -> dict:
+    """A resumed run's own split lists, or new splits (written into the run folder)."""
+    if resume:
+        return load_splits(run_dir)
+    splits, reports = make_splits()
+    for report in reports:
+        accelerator.print(f"note: {report}")
+    if not splits["val"]:
+        raise UserError("make_splits.split leaves no validation pairs; validation picks the best checkpoint")
+    if accelerator.is_main_process:
+        save_splits(run_dir, splits)
+    return splits
+
+
+def carried_split_bindings() -> str:
+    """A resumed run reads its own split lists and never calls make_splits, so gin's operative
+    config would lose make_splits' bindings; they are carried over, so the file still starts the
+    same run when reused with --gin."""
+    lines = []
+    for name in ("roots", "split", "seed"):
+        try:
+            lines.append(f"make_splits.{name} = {gin.query_parameter(f'make_splits.{name}')!r}")
+        except ValueError:  # not bound: the default holds
+            pass
+    return "\n# carried over from the run's start (make_splits is not called on a resume)\n" + "\n".join(lines) + "\n"
+
+
+def start_trackers(accelerator, run_dir: Path, info: ModelInfo, **hyper) -> None:
+    config = {
+        **hyper,
+        "arch": info.spec.arch,
+        "encoder": info.spec.encoder_name,
+        "input_size": str(info.prep.input_size),
+    }
+    wandb = {"wandb": {"dir": str(run_dir / "logs"), "name": run_dir.name}}
+    accelerator.init_trackers("person-seg", config=config, init_kwargs=wandb)
+
+
+def banner(run_dir: Path, info: ModelInfo, model, splits: dict, loop: LoopState, accelerator) -> str:
+    (height, width), counts = info.prep.input_size, "/".join(str(len(splits[k])) for k in ("train", "val", "test"))
+    return (
+        f"run {run_dir}: {info.spec.arch}/{info.spec.encoder_name} {count_parameters(model) / 1e6:.2f} M params, "
+        f"input {height}x{width}, {counts} train/val/test, {loop.total_steps} steps on {accelerator.device} "
+        f"x{accelerator.num_processes} ({accelerator.mixed_precision})"
+    )
+
+
+def gather_step(accelerator, loss: torch.Tensor, stop: StopRequest) -> tuple[float, bool]:
+    """One collective per step: the mean loss of every process, and whether any was told to stop."""
+    shared = accelerator.gather(torch.tensor([[loss.item(), float(stop.requested)]], device=accelerator.device))
+    return shared[:, 0].mean().item(), bool(shared[:, 1].max())
+
+
+def epoch_line(epoch: int, epochs: int, loop: LoopState, val: dict, speed: float, improved: bool) -> str:
+    return (
+        f"epoch {epoch}/{epochs} step {loop.step}: train loss {loop.history[-1]['train_loss']:.4f}, "
+        f"val loss {val['loss']:.4f}, val IoU {val['iou']:.4f} (mean {val['mean_iou']:.4f}), {speed:.0f} img/s"
+        + ("  *best*" if improved else "")
+    )
+
+
+def test_and_export(run_dir: Path, info: ModelInfo, splits: dict, export_formats, device, say) -> dict:
+    """Main process, after training: the best weights scored on the test split and exported."""
+    model, _ = load_checkpoint(run_dir / "weights" / "best.pt")
+    results = {}
+    if splits["test"]:
+        segmenter = Segmenter(torch_backend(model, device), info, "best.pt")
+        test = evaluate.score(segmenter, splits["test"], num_workers=0, progress=False)
+        results["test"] = {k: v for k, v in test.items() if k not in ("worst", "per_image")}
+        evaluate.save_worst(run_dir / "pics" / "test_worst.png", segmenter, splits["test"], test)
+        say(
+            f"test ({test['n']} photos, at mask resolution): IoU {test['iou']:.4f}, "
+            f"mean IoU {test['mean_iou']:.4f}, boundary F {test['boundary_f']:.4f}"
+        )
+    if export_formats:
+        results["exports"] = export_all(model, info, run_dir / "weights", "best", export_formats)
+        for r in results["exports"].values():
+            say(f"exported {r['path']} (max |diff| vs eager {r['max_abs_diff']:.1e})")
+    return results
+
+
+@gin.configurable(denylist=["resume"])
 def train(
-    run_root: str = "experiments",
     resume: str | None = None,
+    run_root: str = "experiments",
     epochs: int = 30,
     max_steps: int | None = None,
     max_minutes: float | None = None,
@@ -117,90 +237,55 @@ def train(
 ) -> Path:
     """Train, validate every epoch, keep the best; returns the run folder.
 
-    mixed_precision: None takes the launcher's choice (accelerate launch --mixed_precision),
-    or 'no', 'fp16', 'bf16'. channels_last: NHWC tensors, faster convolutions with bf16 on
-    recent GPUs (and, on a CPU, about 1.6x faster training here). max_steps caps the optimizer
-    steps (smoke runs and tests). max_minutes: after each epoch, fit the schedule (cosine included)
-    to the whole epochs that fit in the time left at the recent epochs' pace, never beyond the plan.
+    resume: the run folder to continue (train.py --resume; an argument, never a gin binding).
+    mixed_precision: None takes the launcher's choice, or 'no', 'fp16', 'bf16'. channels_last:
+    NHWC tensors (faster with bf16 on GPUs, and ~1.6x faster training on this CPU). max_steps caps
+    the optimizer steps. max_minutes: a time budget the schedule is fitted to after each epoch.
     """
-    # Several processes on a machine without CUDA (torchrun / accelerate launch --multi_gpu on a
-    # CPU box) must be told to use the CPU, or Accelerate falls back to one process each.
-    cpu = parse_flag_from_env("ACCELERATE_USE_CPU") or (
-        int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
-    )
+    cpu = use_cpu()
     run_dir = open_run_dir(run_root, resume, PartialState(cpu=cpu).is_main_process)
-    if "wandb" in log_with:
-        experiment.default_wandb_mode()
-    accelerator = Accelerator(
-        cpu=cpu,
-        mixed_precision=mixed_precision,
-        gradient_accumulation_steps=grad_accum,
-        log_with=list(log_with) or None,
-        project_config=ProjectConfiguration(project_dir=str(run_dir), logging_dir=str(run_dir / "logs")),
-    )
+    accelerator = make_accelerator(run_dir, cpu, mixed_precision, grad_accum, log_with)
     set_seed(seed)
-
-    if resume:
-        splits, reports = load_splits(run_dir), []
-    else:
-        splits, reports = make_splits()
-        if accelerator.is_main_process:
-            save_splits(run_dir, splits)
-    for report in reports:
-        accelerator.print(f"note: {report}")
-    if not splits["val"]:
-        raise UserError("make_splits.split leaves no validation pairs; validation picks the best checkpoint")
+    splits = run_splits(run_dir, resume, accelerator)
     train_dl, val_dl, prep = build_dataloaders(splits, seed=seed)
     model, spec = build_model()
+    info = ModelInfo(spec, prep)
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     model = model.to(memory_format=memory_format)
     loss_fn = build_loss()
     optimizer = torch.optim.AdamW(param_groups(model, weight_decay), lr=lr)
     model, optimizer, train_dl, val_dl = accelerator.prepare(model, optimizer, train_dl, val_dl)
-    folder = RunFolder(
-        run_dir, accelerator, metadata(spec, prep, {"run_dir": str(run_dir.resolve())}), keep_checkpoints
-    )
+    folder = RunFolder(run_dir, accelerator, info, keep_checkpoints)
 
     # The schedule counts optimizer steps of this process's loader; stepped by hand, once per
     # step, rather than prepared (a prepared scheduler steps num_processes times per step).
     steps_per_epoch = math.ceil(len(train_dl) / grad_accum)
-    loop = LoopState(total_steps=min(max_steps or epochs * steps_per_epoch, epochs * steps_per_epoch))
+    planned_steps = min(max_steps or epochs * steps_per_epoch, epochs * steps_per_epoch)
+    loop = LoopState(total_steps=planned_steps)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer.optimizer, warmup_cosine(warmup_steps, loop))
     accelerator.register_for_checkpointing(scheduler)
     if resume:
         loop = folder.load_state()
         scheduler.lr_lambdas[0] = warmup_cosine(warmup_steps, loop)
         accelerator.print(f"resuming {run_dir} at step {loop.step} of {loop.total_steps}")
-    accelerator.init_trackers(
-        "person-seg",
-        config={"lr": lr, "epochs": epochs, "batch_size": train_dl.total_batch_size, "grad_accum": grad_accum,
-                "arch": spec["arch"], "encoder": spec["encoder_name"], "input_size": str(prep.input_size)},
-        init_kwargs={"wandb": {"dir": str(run_dir / "logs"), "name": run_dir.name}},
-    )  # fmt: skip
-    accelerator.print(
-        f"run {run_dir}: {spec['arch']}/{spec['encoder_name']} {count_parameters(model) / 1e6:.2f} M params, "
-        f"input {prep.input_size[0]}x{prep.input_size[1]}, {len(splits['train'])}/{len(splits['val'])}/"
-        f"{len(splits['test'])} train/val/test, {loop.total_steps} steps on {accelerator.device} "
-        f"x{accelerator.num_processes} ({accelerator.mixed_precision})"
-    )
+    batch_size = train_dl.total_batch_size
+    start_trackers(accelerator, run_dir, info, lr=lr, epochs=epochs, batch_size=batch_size, grad_accum=grad_accum)
+    accelerator.print(banner(run_dir, info, model, splits, loop, accelerator))
 
-    stop = StopRequest()
-    progress = tqdm(total=loop.total_steps, initial=loop.step, disable=not accelerator.is_main_process,
-                    unit="step", dynamic_ncols=True)  # fmt: skip
-    say = progress.write if accelerator.is_main_process else (lambda message: None)
-    first_step, started, epoch_seconds = loop.step + 1, time.perf_counter(), []
-    planned_steps = min(max_steps or epochs * steps_per_epoch, epochs * steps_per_epoch)
+    stop, budget = StopRequest(), TimeBudget(max_minutes, planned_steps, steps_per_epoch) if max_minutes else None
+    main = accelerator.is_main_process
+    progress = tqdm(total=loop.total_steps, initial=loop.step, disable=not main, unit="step", dynamic_ncols=True)
+    say = progress.write if main else (lambda message: None)
+    first_step, carried = loop.step + 1, carried_split_bindings() if resume else ""
     start_epoch, done_in_epoch = divmod(loop.step, steps_per_epoch)
     try:
         for epoch in range(start_epoch, epochs):
             if loop.step >= loop.total_steps:
                 break
             train_dl.set_epoch(epoch)  # the shuffle and the augmentation: functions of (seed, epoch)
-            batches = (
-                accelerator.skip_first_batches(train_dl, done_in_epoch * grad_accum) if done_in_epoch else train_dl
-            )
-            done_in_epoch, tick, images, speed = 0, time.perf_counter(), 0, 0.0
-            epoch_started = tick
+            skip = done_in_epoch * grad_accum  # after a resume mid-epoch
+            batches = accelerator.skip_first_batches(train_dl, skip) if skip else train_dl
+            done_in_epoch, epoch_start, images, speed = 0, time.perf_counter(), 0, 0.0
             for batch in batches:
                 with accelerator.accumulate(model):
                     loss = loss_fn(model(batch["image"].contiguous(memory_format=memory_format)), batch["mask"])
@@ -214,46 +299,31 @@ def train(
                     continue  # still accumulating
                 scheduler.step()
                 loop.step += 1
-                # One collective per step: every process's loss, and whether any was told to stop.
-                shared = accelerator.gather(
-                    torch.tensor([[loss.item(), float(stop.requested)]], device=accelerator.device)
-                )
-                loss_value, stop_now = shared[:, 0].mean().item(), bool(shared[:, 1].max())
+                loss_value, stop_now = gather_step(accelerator, loss, stop)
                 if not math.isfinite(loss_value):
-                    raise diverged(loss_value, loop.step, epoch, run_dir)
+                    raise diverged(loss_value, loop.step, epoch, folder)
                 loop.epoch_loss = [loop.epoch_loss[0] + loss_value, loop.epoch_loss[1] + 1]
                 if loop.step == first_step:
-                    folder.write_config()
-                speed = images / (time.perf_counter() - tick)
+                    folder.write_config(carried)
+                speed = images / (time.perf_counter() - epoch_start)
                 progress.update(1)
                 progress.set_postfix(epoch=epoch + 1, loss=f"{loss_value:.4f}", img_s=f"{speed:.1f}")
                 if loop.step % log_every == 0:
-                    accelerator.log({"train/loss": loss_value, "train/lr": scheduler.get_last_lr()[0],
-                                     "train/images_per_s": speed}, step=loop.step)  # fmt: skip
+                    scalars = {"train/loss": loss_value, "train/lr": scheduler.get_last_lr()[0]}
+                    accelerator.log(scalars | {"train/images_per_s": speed}, step=loop.step)
                 if stop_now:
                     folder.save_state(loop)
-                    raise Interrupted(
-                        f"stopped at step {loop.step} (epoch {epoch + 1}); checkpoint saved in {run_dir}/checkpoints. "
-                        f"Continue with: accelerate launch train.py --resume {run_dir}"
-                    )
+                    raise interrupted(loop.step, epoch, run_dir)
                 if loop.step >= loop.total_steps:
                     break
 
             val = validate(model, val_dl, loss_fn, accelerator)
             improved = loop.end_epoch(epoch + 1, val, speed)
             accelerator.log({f"val/{k}": v for k, v in val.items() if k != "n"} | {"epoch": epoch + 1}, step=loop.step)
-            say(f"epoch {epoch + 1}/{epochs} step {loop.step}: train loss {loop.history[-1]['train_loss']:.4f}, "
-                f"val loss {val['loss']:.4f}, val IoU {val['iou']:.4f} (mean {val['mean_iou']:.4f}), {speed:.0f} img/s"
-                + ("  *best*" if improved else ""))  # fmt: skip
-            epoch_seconds.append(time.perf_counter() - epoch_started)
-            if max_minutes:  # fit the rest to the time left at the recent epochs' pace (validation included)
-                pace = sum(epoch_seconds[-3:]) / len(epoch_seconds[-3:])
-                left = max_minutes * 60 - (time.perf_counter() - started)
-                budget = [fit_to_budget(planned_steps, epoch + 1, steps_per_epoch, pace, left)]
-                broadcast_object_list(budget)  # every process stops at the same step
-                if budget[0] != loop.total_steps:
-                    say(f"train.max_minutes={max_minutes}: schedule set to {budget[0]} steps")
-                    loop.total_steps = progress.total = budget[0]
+            say(epoch_line(epoch + 1, epochs, loop, val, speed, improved))
+            if budget and (total := budget.fit(epoch + 1, time.perf_counter() - epoch_start)) != loop.total_steps:
+                say(f"train.max_minutes={max_minutes}: schedule set to {total} steps")
+                loop.total_steps = progress.total = total
             folder.save_weights(model, loop, epoch + 1, val, improved)
             if (epoch + 1) % pics_every == 0 or loop.step >= loop.total_steps or epoch + 1 == epochs:
                 folder.save_preview(model, splits["val"][:num_preview], epoch + 1, loop.step)
@@ -262,16 +332,26 @@ def train(
         progress.close()
 
     accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        folder.finish(splits, loop, export_formats)
+    if main:
+        folder.write_config(carried)  # again: configurables first called after step 1 are in it now
+        results = {"run": str(run_dir), "steps": loop.step, "best": loop.best, "history": loop.history}
+        results |= test_and_export(run_dir, info, splits, export_formats, accelerator.device, accelerator.print)
+        accelerator.print(f"done: {folder.write_metrics(results)}")
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return run_dir
 
 
-def diverged(loss_value: float, step: int, epoch: int, run_dir: Path) -> Diverged:
-    last = experiment.checkpoints(run_dir)
-    where = f"The last good checkpoint is {last[-1][1]} (resume with --resume {run_dir}). " if last else ""
+def interrupted(step: int, epoch: int, run_dir: Path) -> Interrupted:
+    return Interrupted(
+        f"stopped at step {step} (epoch {epoch + 1}); checkpoint saved in {run_dir}/checkpoints. "
+        f"Continue with: accelerate launch train.py --resume {run_dir}"
+    )
+
+
+def diverged(loss_value: float, step: int, epoch: int, folder: RunFolder) -> Diverged:
+    last = folder.last_checkpoint()
+    where = f"The last good checkpoint is {last} (resume with --resume {folder.path}). " if last else ""
     return Diverged(
         f"the training loss became {loss_value} at step {step} (epoch {epoch + 1}); stopped. {where}"
         "Try a lower train.lr, train.mixed_precision='bf16' instead of 'fp16', or check the data."

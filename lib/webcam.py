@@ -21,19 +21,9 @@ from lib.compose import MODES, Compositor, TemporalSmoother
 from lib.errors import UserError
 from lib.inference import Segmenter, load_segmenter
 from lib.preprocess import Preprocess
+from lib.sinks import Display, DisplayUnavailable, Sink, VirtualCam, as_bgr, open_sink
+from lib.sources import Background, Source, SourceLost, open_source
 from lib.stream import Prefetch, Writer, timed_frames
-from lib.video import (
-    Background,
-    DisplayUnavailable,
-    Sink,
-    Source,
-    SourceLost,
-    VirtualCam,
-    Window,
-    as_bgr,
-    open_sink,
-    open_source,
-)
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MODEL = ROOT / "models" / "lite.onnx"  # ships with the trained models (see models/README.md)
@@ -84,12 +74,6 @@ def model_view(frame: np.ndarray, prep: Preprocess) -> np.ndarray:
     if (new_h, new_w) == (h, w):
         return frame
     return cv2.resize(frame, (new_w, new_h), interpolation=cv2.INTER_AREA if new_h < h else cv2.INTER_LINEAR)
-
-
-def flicker_rate(prev_pred: np.ndarray, pred: np.ndarray, prev_truth: np.ndarray, truth: np.ndarray) -> float:
-    """Share of pixels whose predicted label flips between two frames while the true label does not."""
-    flips = (prev_pred != pred) & (prev_truth == truth)
-    return float(np.count_nonzero(flips)) / pred.size
 
 
 class Stats:
@@ -174,9 +158,9 @@ def _no_display(opts: Options, others: bool, why: str) -> None:
     log("note: no display available (headless OpenCV or no screen); running without a window")
 
 
-def _open_window(opts: Options, others: bool) -> Window | None:
+def _open_display(opts: Options, others: bool) -> Display | None:
     try:
-        return Window()
+        return Display()
     except DisplayUnavailable as error:
         _no_display(opts, others, str(error))
         return None
@@ -193,7 +177,7 @@ def run(opts: Options, segmenter: Segmenter | None = None, source: Source | None
         raise UserError(f"--output {opts.output} is the --source itself; write somewhere else")
     model_path = resolve_model(opts.ckpt) if segmenter is None else None
     source = source or open_source(opts.source, opts.camera_size)
-    background = writer = window = reader = None
+    background = writer = display = reader = None
     stats, ok = Stats(), False
     try:
         background = Background(opts.background) if opts.mode == "replace" else None
@@ -202,7 +186,7 @@ def run(opts: Options, segmenter: Segmenter | None = None, source: Source | None
             sinks.append(open_sink(opts.output, source.fps, single_image_source=_one_image(source), fourcc=opts.fourcc))
         if opts.virtual_cam:
             sinks.append(VirtualCam(source.fps))
-        window = _open_window(opts, bool(sinks)) if opts.display else None
+        display = _open_display(opts, bool(sinks)) if opts.display else None
         if segmenter is None:
             # several frames in the model at once share the cores rather than oversubscribe them
             threads = opts.threads or (max(1, (os.cpu_count() or 1) // opts.workers) if opts.workers > 1 else None)
@@ -210,7 +194,7 @@ def run(opts: Options, segmenter: Segmenter | None = None, source: Source | None
             segmenter = load_segmenter(model_path, opts.backend, opts.device, threads, spin=not opts.pipeline)
         writer = Writer(sinks, threaded=opts.pipeline)
         reader = Prefetch(source) if opts.pipeline else None
-        _loop(opts, segmenter, reader or timed_frames(source), background, writer, window, stats)
+        LiveLoop(opts, segmenter, background, writer, display, stats).run(reader or timed_frames(source))
         ok = True
     except KeyboardInterrupt:
         ok = True  # Ctrl-C is how a headless recording is stopped: finish the file
@@ -224,7 +208,7 @@ def run(opts: Options, segmenter: Segmenter | None = None, source: Source | None
             reader.close()
             stats.dropped = reader.dropped
         source.close()
-        for part in (background, window):
+        for part in (background, display):
             if part is not None:
                 part.close()
         if writer is not None:
@@ -248,66 +232,86 @@ def _one_image(source: Source) -> bool:
     return len(getattr(source, "paths", ())) == 1
 
 
-def _loop(opts: Options, seg: Segmenter, frames, background, writer: Writer, window: Window | None, stats) -> None:
-    """Frames in order; with workers > 1 the model runs on several frames at once (one ORT thread
-    each works better on a 2-core CPU than one run with two threads), results taken in order."""
-    compositor = Compositor(opts.mode, opts.blur_strength, opts.feather)
-    smoother = TemporalSmoother(opts.momentum if opts.smooth else 0.0)
-    pool = ThreadPoolExecutor(opts.workers, thread_name_prefix="model") if opts.workers > 1 else None
-    pending: deque = deque()
-    prob = None
+class LiveLoop:
+    """Frames in order through the model, the smoother and the compositor, out to the sinks.
 
-    def timed(small: np.ndarray) -> tuple[np.ndarray, float]:
-        start = time.perf_counter()
-        return seg(small), time.perf_counter() - start
+    With workers > 1 the model runs on several frames at once (one ORT thread each works better
+    on a 2-core CPU than one run with two threads); results are taken in order.
+    """
 
-    def finish(frame, job, pre_s: float) -> bool:
-        nonlocal prob, window
-        model_s = None
-        if job is not None:
-            raw, model_s = job.result() if pool else job  # waiting here is not a cost of this frame
-        start = time.perf_counter()
-        if job is not None:
-            prob = smoother(raw)
-        image = frame.image
-        out = compositor(image, prob, background.next(image.shape[:2]) if background is not None else None)
-        writer.write(out, frame.name)
-        if window is not None:
-            try:
-                window.write(stats.draw(out) if opts.show_stats else out, frame.name)
-            except DisplayUnavailable as error:
-                _no_display(opts, bool(writer.sinks), str(error))
-                window = None
-        # the cost of every stage of this frame; stages overlap, so fps may beat 1000 / total_ms
-        post_s = time.perf_counter() - start
-        stats.add(frame.read_s + pre_s + (model_s or 0.0) + post_s + writer.write_s, model_s)
-        return window is not None and window.quit
+    def __init__(self, opts: Options, seg: Segmenter, background, writer: Writer, display: Display | None, stats):
+        self.opts, self.seg, self.background, self.writer, self.display, self.stats = (
+            opts,
+            seg,
+            background,
+            writer,
+            display,
+            stats,
+        )
+        self.compositor = Compositor(opts.mode, opts.blur_strength, opts.feather)
+        self.smoother = TemporalSmoother(opts.momentum if opts.smooth else 0.0)
+        self.pool = ThreadPoolExecutor(opts.workers, thread_name_prefix="model") if opts.workers > 1 else None
+        self.prob = None  # the last smoothed probability, kept for frames the model skips
+        self.lost: list[SourceLost] = []
 
-    lost: list[SourceLost] = []
+    def run(self, frames) -> None:
+        pending: deque = deque()
+        try:
+            for index, frame in enumerate(self._until_lost(frames)):
+                if self.opts.max_frames and index >= self.opts.max_frames:
+                    break
+                pending.append(self._start(frame, run_model=index % self.opts.every == 0))
+                if len(pending) >= self.opts.workers and self._finish(*pending.popleft()):
+                    return
+            while pending:
+                if self._finish(*pending.popleft()):
+                    break
+            if self.lost:
+                raise self.lost[0]
+        finally:
+            if self.pool is not None:
+                self.pool.shutdown(wait=True, cancel_futures=True)
 
-    def until_lost(frames):
+    def _until_lost(self, frames):
         try:
             yield from frames
         except SourceLost as error:
-            lost.append(error)  # finish the frames already in the model, then say so
+            self.lost.append(error)  # finish the frames already in the model, then say so
 
-    try:
-        for index, frame in enumerate(until_lost(frames)):
-            if opts.max_frames and index >= opts.max_frames:
-                break
-            start, job, model_s = time.perf_counter(), None, 0.0
-            if index % opts.every == 0:
-                small = model_view(frame.image, seg.prep)
-                job = pool.submit(timed, small) if pool else timed(small)
-                model_s = 0.0 if pool else job[1]
-            pending.append((frame, job, time.perf_counter() - start - model_s))
-            if len(pending) >= opts.workers and finish(*pending.popleft()):
-                return
-        while pending:
-            if finish(*pending.popleft()):
-                break
-        if lost:
-            raise lost[0]
-    finally:
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
+    def _timed(self, small: np.ndarray) -> tuple[np.ndarray, float]:
+        start = time.perf_counter()
+        return self.seg(small), time.perf_counter() - start
+
+    def _start(self, frame, run_model: bool) -> tuple:
+        """(frame, model job or None, seconds spent here besides the model)."""
+        if not run_model:
+            return frame, None, 0.0
+        start = time.perf_counter()
+        small = model_view(frame.image, self.seg.prep)
+        if self.pool is not None:
+            return frame, self.pool.submit(self._timed, small), time.perf_counter() - start
+        job = self._timed(small)
+        return frame, job, time.perf_counter() - start - job[1]
+
+    def _finish(self, frame, job, pre_s: float) -> bool:
+        """Composite and write one frame; True when the window asks to quit."""
+        model_s = None
+        if job is not None:
+            raw, model_s = job.result() if self.pool else job  # waiting here is not a cost of this frame
+        start = time.perf_counter()
+        if job is not None:
+            self.prob = self.smoother(raw)
+        image = frame.image
+        backdrop = self.background.next(image.shape[:2]) if self.background is not None else None
+        out = self.compositor(image, self.prob, backdrop)
+        self.writer.write(out, frame.name)
+        if self.display is not None:
+            try:
+                self.display.write(self.stats.draw(out) if self.opts.show_stats else out, frame.name)
+            except DisplayUnavailable as error:
+                _no_display(self.opts, bool(self.writer.sinks), str(error))
+                self.display = None
+        # the cost of every stage of this frame; stages overlap, so fps may beat 1000 / total_ms
+        post_s = time.perf_counter() - start
+        self.stats.add(frame.read_s + pre_s + (model_s or 0.0) + post_s + self.writer.write_s, model_s)
+        return self.display is not None and self.display.quit

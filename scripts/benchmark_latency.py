@@ -23,9 +23,10 @@ import numpy as np
 import torch
 
 from lib.errors import run_cli
-from lib.export import export_onnx, export_torchscript, metadata
+from lib.export import export_onnx, export_torchscript
 from lib.inference import load_segmenter
-from lib.model import count_parameters, create, load_checkpoint
+from lib.model import count_parameters, create, load_checkpoint, save_checkpoint
+from lib.model_info import ModelInfo, ModelSpec
 from lib.preprocess import Preprocess
 
 
@@ -54,29 +55,30 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     warnings.simplefilter("ignore")
     if args.ckpt:
-        model, payload = load_checkpoint(args.ckpt)
-        info = {k: payload[k] for k in ("model", "preprocess", "meta")}
+        model, info = load_checkpoint(args.ckpt)
         what = args.ckpt
     else:
         kwargs = {"decoder_channels": args.decoder_channels} if args.decoder_channels else {}
-        spec = {"arch": args.arch, "encoder_name": args.encoder, "model_kwargs": kwargs}
         model = create(args.arch, args.encoder, kwargs).eval()
-        info = metadata(spec, Preprocess(input_size=tuple(args.input_size)))
+        info = ModelInfo(ModelSpec(args.arch, args.encoder, kwargs), Preprocess(input_size=tuple(args.input_size)))
         what = f"untrained {args.arch}/{args.encoder}"
-    prep = Preprocess.from_dict(info["preprocess"])
+    prep = info.prep
     tmp = Path(tempfile.mkdtemp(prefix="latency-"))
-    files = {"torch": args.ckpt, "torchscript": export_torchscript(model, info, tmp / "m.ts"),
-             "onnx": export_onnx(model, info, tmp / "m.onnx")}  # fmt: skip
+    files = {
+        "torch": args.ckpt,
+        "torchscript": export_torchscript(model, info, tmp / "m.ts"),
+        "onnx": export_onnx(model, info, tmp / "m.onnx"),
+    }
     if not args.ckpt:
-        from lib.model import save_checkpoint
-
         files["torch"] = tmp / "m.pt"
-        save_checkpoint(files["torch"], model, info["model"], prep)
+        save_checkpoint(files["torch"], model, info)
     h, w = prep.box_for(480, 640)
     x = np.random.default_rng(0).standard_normal((1, 3, h, w), dtype=np.float32)
     frame = np.random.default_rng(1).integers(0, 255, (480, 640, 3), dtype=np.uint8)
-    print(f"{what}: {count_parameters(model) / 1e6:.2f} M params, input {prep.input_size[0]}x{prep.input_size[1]}, "
-          f"{args.threads} threads, torch {torch.__version__}")  # fmt: skip
+    print(
+        f"{what}: {count_parameters(model) / 1e6:.2f} M params, input {prep.input_size[0]}x{prep.input_size[1]}, "
+        f"{args.threads} threads, torch {torch.__version__}"
+    )
     print(f"{'format':<12} {'model ms @' + f'{h}x{w}':>16} {'640x480 frame ms':>18}")
     for backend, path in files.items():
         segmenter = load_segmenter(path, threads=args.threads)

@@ -33,8 +33,10 @@ def main() -> None:
     seconds = time.perf_counter() - start
     rate = images / seconds
     size = f"{args.input_size[0]}x{args.input_size[1]}"
-    print(f"{images} images in {seconds:.1f} s: {rate:.1f} img/s with {args.workers} workers "
-          f"({rate / max(1, args.workers):.1f} per worker), input {size}")  # fmt: skip
+    print(
+        f"{images} images in {seconds:.1f} s: {rate:.1f} img/s with {args.workers} workers "
+        f"({rate / max(1, args.workers):.1f} per worker), input {size}"
+    )
 
 
 if __name__ == "__main__":

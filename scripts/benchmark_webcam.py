@@ -26,18 +26,24 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
+import torch  # noqa: E402
 
 from lib.compose import TemporalSmoother  # noqa: E402
 from lib.errors import UserError, run_cli  # noqa: E402
-from lib.webcam import Options, flicker_rate, model_view, run  # noqa: E402
+from lib.export import export_onnx  # noqa: E402
+from lib.inference import load_segmenter  # noqa: E402
+from lib.metrics import flicker_rate  # noqa: E402
+from lib.model import create  # noqa: E402
+from lib.model_info import ModelInfo, ModelSpec  # noqa: E402
+from lib.pairs import read_image, read_mask, scan_root  # noqa: E402
+from lib.preprocess import Preprocess  # noqa: E402
+from lib.webcam import Options, model_view, run  # noqa: E402
 
 DEFAULT_MODELS = "Unet:mobilenet_v2:256x192,Unet:mobilenet_v2:320x240,UnetPlusPlus:resnet18:384x288"
 
 
 def read_stills(root: str, limit: int) -> list[tuple[np.ndarray, np.ndarray]]:
     """(BGR image, {0,1} mask) pairs from a data root, evenly spread over it."""
-    from lib.pairs import read_image, read_mask, scan_root
-
     pairs = scan_root(root).pairs
     if not pairs:
         raise UserError(f"--data {root}: no usable photo/mask pairs")
@@ -85,12 +91,6 @@ def write_clip(path: Path, data: str, frames: int, size=(640, 480), fps: float =
 
 def untrained_onnx(spec: str, folder: Path) -> Path:
     """arch:encoder:WxH[:decoder channels] (e.g. 256x192: 256 wide) -> an untrained model exported to ONNX."""
-    import torch
-
-    from lib.export import export_onnx, metadata
-    from lib.model import create
-    from lib.preprocess import Preprocess
-
     try:
         arch, encoder, box, *decoder = spec.split(":")
         width, height = (int(v) for v in box.lower().split("x"))
@@ -102,7 +102,7 @@ def untrained_onnx(spec: str, folder: Path) -> Path:
         ) from None
     torch.manual_seed(0)
     model = create(arch, encoder, kwargs).eval()
-    info = metadata({"arch": arch, "encoder_name": encoder, "model_kwargs": kwargs}, Preprocess((width, height)))
+    info = ModelInfo(ModelSpec(arch, encoder, kwargs), Preprocess((height, width)))
     return export_onnx(model, info, folder / f"{spec.replace(':', '_')}.onnx")
 
 
@@ -125,21 +125,29 @@ def speed(args) -> None:
     for name, path in models:
         for _ in range(args.repeats):
             opts = Options(
-                source=str(clip), ckpt=str(path), backend=args.backend, threads=args.threads, mode="blur",
-                output=str(folder / "out.mp4"), display=False, benchmark=False, every=args.every,
-                pipeline=not args.sequential, workers=args.model_workers,
-            )  # fmt: skip
+                source=str(clip),
+                ckpt=str(path),
+                backend=args.backend,
+                threads=args.threads,
+                mode="blur",
+                output=str(folder / "out.mp4"),
+                display=False,
+                benchmark=False,
+                every=args.every,
+                pipeline=not args.sequential,
+                workers=args.model_workers,
+            )
             stats = run(opts)
             print(f"{name:<36} {stats.summary()}", flush=True)
 
 
 def flicker(args) -> None:
-    from lib.inference import load_segmenter
-
     seg = load_segmenter(args.ckpt, args.backend, threads=args.threads)
     stills = read_stills(args.data, args.stills)
-    print(f"model {args.ckpt} ({seg.name}); clip: {len(stills)} stills from {args.data}, {args.per_still} frames "
-          f"each at 640x480, simulated hand-held motion (x{args.motion:g}), noise, JPEG")  # fmt: skip
+    print(
+        f"model {args.ckpt} ({seg.name}); clip: {len(stills)} stills from {args.data}, {args.per_still} frames "
+        f"each at 640x480, simulated hand-held motion (x{args.motion:g}), noise, JPEG"
+    )
     probs, truths, starts = [], [], []
     start = time.perf_counter()
     for frame, truth, first in shaky_clip(stills, frames_per_still=args.per_still, seed=args.seed, motion=args.motion):

@@ -92,10 +92,12 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
     import torch
 
     from lib.model import create, save_checkpoint
+    from lib.model_info import ModelInfo, ModelSpec
     from lib.preprocess import Preprocess
 
     torch.manual_seed(0)
     model = create(TINY_MODEL["arch"], TINY_MODEL["encoder_name"], TINY_MODEL["model_kwargs"])
     path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
-    save_checkpoint(path, model.eval(), TINY_MODEL, Preprocess(input_size=(64, 64)), {"note": "untrained"})
+    info = ModelInfo(ModelSpec(**TINY_MODEL), Preprocess(input_size=(64, 64)), {"note": "untrained"})
+    save_checkpoint(path, model.eval(), info)
     return path

@@ -14,14 +14,13 @@ from lib.data import (
     EpochSampler,
     SegmentationDataset,
     build_dataloaders,
-    load_splits,
     make_splits,
     read_pair,
-    save_splits,
 )
 from lib.errors import UserError
 from lib.pairs import read_mask, scan_root, split_pairs
 from lib.preprocess import Preprocess
+from lib.run_folder import load_splits, save_splits
 from lib.transforms import EvalTransform, TrainTransform
 
 

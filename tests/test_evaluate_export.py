@@ -13,9 +13,10 @@ from conftest import ROOT, draw_pair
 
 from lib.errors import UserError
 from lib.evaluate import evaluate
-from lib.export import export_all, export_onnx, export_torchscript, metadata, verify
+from lib.export import export_all, export_onnx, export_torchscript, verify
 from lib.inference import load_segmenter, read_info
 from lib.model import load_checkpoint
+from lib.model_info import ModelInfo, ModelSpec
 from lib.preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocess
 
 
@@ -36,7 +37,7 @@ class Everything(torch.nn.Module):
         return torch.full_like(x[:, :1], 2.0)
 
 
-INFO = metadata({"arch": "fixture", "encoder_name": "none", "model_kwargs": {}}, Preprocess(input_size=(64, 64)))
+INFO = ModelInfo(ModelSpec("fixture", "none"), Preprocess(input_size=(64, 64)))
 
 
 @pytest.fixture
@@ -84,8 +85,7 @@ def test_flip_tta_runs_and_is_symmetric(tmp_path, png_root):
 
 
 def test_every_format_matches_eager_at_two_sizes(tmp_path, tiny_checkpoint):
-    model, payload = load_checkpoint(tiny_checkpoint)
-    info = {k: payload[k] for k in ("model", "preprocess", "meta")}
+    model, info = load_checkpoint(tiny_checkpoint)
     results = export_all(model, info, tmp_path, "tiny", ["torchscript", "onnx", "smp", "half"])
     assert results["half"]["max_abs_diff"] < 5e-2  # fp16 weights: close, not exact
     assert (tmp_path / "tiny_fp16.pt").stat().st_size < 0.6 * tiny_checkpoint.stat().st_size
@@ -94,8 +94,8 @@ def test_every_format_matches_eager_at_two_sizes(tmp_path, tiny_checkpoint):
             continue
         assert r["max_abs_diff"] < 1e-4, fmt
         assert r["sizes"] == [(64, 64), (96, 64)]
-        assert read_info(tmp_path / ("tiny" + {"torchscript": ".ts", "onnx": ".onnx", "smp": "_smp"}[fmt]),
-                         fmt)["preprocess"] == payload["preprocess"]  # fmt: skip
+        suffix = {"torchscript": ".ts", "onnx": ".onnx", "smp": "_smp"}[fmt]
+        assert read_info(tmp_path / f"tiny{suffix}", fmt).prep == info.prep
     # the frame-level API gives the same probabilities through every format, any frame size
     frames = [np.random.default_rng(0).integers(0, 255, (h, w, 3), dtype=np.uint8) for h, w in ((48, 80), (100, 60))]
     reference = [load_segmenter(tiny_checkpoint)(f) for f in frames]
@@ -111,8 +111,7 @@ def test_every_format_matches_eager_at_two_sizes(tmp_path, tiny_checkpoint):
 
 
 def test_parity_failure_is_reported(tmp_path, tiny_checkpoint):
-    model, payload = load_checkpoint(tiny_checkpoint)
-    info = {k: payload[k] for k in ("model", "preprocess", "meta")}
+    model, info = load_checkpoint(tiny_checkpoint)
     path = export_onnx(model, info, tmp_path / "m.onnx")
     with torch.no_grad():
         model.segmentation_head[0].bias += 0.01  # the eager model moved on; the file did not
@@ -122,8 +121,7 @@ def test_parity_failure_is_reported(tmp_path, tiny_checkpoint):
 
 def test_exported_onnx_scores_like_the_checkpoint(tmp_path, tiny_checkpoint, png_root):
     root, _ = png_root
-    model, payload = load_checkpoint(tiny_checkpoint)
-    info = {k: payload[k] for k in ("model", "preprocess", "meta")}
+    model, info = load_checkpoint(tiny_checkpoint)
     onnx_path = export_onnx(model, info, tmp_path / "tiny.onnx")
     from_pt = evaluate(str(tiny_checkpoint), data=[str(root)], progress=False)
     from_onnx = evaluate(str(onnx_path), data=[str(root)], progress=False)
@@ -188,9 +186,12 @@ def test_split_the_run_never_wrote(tmp_path, tiny_checkpoint, png_root):
         evaluate(str(ckpt), split="val")
 
 
+@pytest.mark.slow
 def test_cli_reports_bad_input_without_traceback(tmp_path):
-    for script, args in (("evaluate.py", ["--ckpt", str(tmp_path / "nope.pt")]),
-                         ("export.py", ["--ckpt", str(tmp_path / "nope.onnx")])):  # fmt: skip
+    for script, args in (
+        ("evaluate.py", ["--ckpt", str(tmp_path / "nope.pt")]),
+        ("export.py", ["--ckpt", str(tmp_path / "nope.onnx")]),
+    ):
         proc = subprocess.run([sys.executable, script, *args], cwd=ROOT, capture_output=True, text=True, timeout=120)
         assert proc.returncode == 2, proc.stderr
         assert proc.stderr.startswith("error: ") and "Traceback" not in proc.stderr

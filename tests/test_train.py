@@ -14,7 +14,7 @@ import torch
 from conftest import ROOT, make_aisegment, make_folder
 
 import lib
-from lib import experiment
+from lib import run_folder
 from lib.config import parse, parse_for_resume
 from lib.errors import UserError
 from lib.model import read_checkpoint
@@ -64,27 +64,43 @@ def data(tmp_path):
 
 def test_run_folder_holds_everything(tmp_path, data):
     run_dir = train(
-        tmp_path, data, "train.epochs = 2", "train.pics_every = 1", "train.log_with = ('tensorboard', 'wandb')",
+        tmp_path,
+        data,
+        "train.epochs = 2",
+        "train.pics_every = 1",
+        "train.log_with = ('tensorboard', 'wandb')",
         "train.export_formats = ('torchscript', 'onnx')",
-    )  # fmt: skip
+    )
     assert run_dir == tmp_path / "exps" / "exp1"
-    expected = ["operative_config.gin", "metrics.json", "splits/train.tsv", "splits/val.tsv", "splits/test.tsv",
-                "weights/best.pt", "weights/last.pt", "weights/best.ts", "weights/best.onnx", "pics/curves.png",
-                "pics/val_epoch001.png", "pics/val_epoch002.png", "pics/test_worst.png"]  # fmt: skip
+    expected = [
+        "operative_config.gin",
+        "metrics.json",
+        "splits/train.tsv",
+        "splits/val.tsv",
+        "splits/test.tsv",
+        "weights/best.pt",
+        "weights/last.pt",
+        "weights/best.ts",
+        "weights/best.onnx",
+        "pics/curves.png",
+        "pics/val_epoch001.png",
+        "pics/val_epoch002.png",
+        "pics/test_worst.png",
+    ]
     for name in expected:
         assert (run_dir / name).is_file(), name
     assert "build_model.arch = 'Unet'" in (run_dir / "operative_config.gin").read_text()
     assert len(writer_pids(run_dir)) == 1
     assert len(list((run_dir / "logs" / "wandb").glob("offline-run-*"))) == 1
-    assert [s for s, _ in experiment.checkpoints(run_dir)] == [4, 8]  # 4 steps per epoch, both kept
+    assert [s for s, _ in run_folder.checkpoints(run_dir)] == [4, 8]  # 4 steps per epoch, both kept
     results = json.loads((run_dir / "metrics.json").read_text())
     assert results["steps"] == 8 and len(results["history"]) == 2
     assert 0.0 <= results["test"]["iou"] <= 1.0 and results["test"]["n"] == 4
     assert set(results["test"]["by_root"]) == {str(d) for d in data}
     assert results["exports"]["onnx"]["max_abs_diff"] < 1e-4
-    payload = read_checkpoint(run_dir / "weights" / "best.pt")  # self-describing
-    assert payload["model"]["arch"] == "Unet" and payload["preprocess"]["input_size"] == [64, 64]
-    assert payload["meta"]["epoch"] == results["best"]["epoch"]
+    info, _ = read_checkpoint(run_dir / "weights" / "best.pt")  # self-describing
+    assert info.spec.arch == "Unet" and info.prep.input_size == (64, 64)
+    assert info.meta["epoch"] == results["best"]["epoch"]
 
 
 def test_runs_are_numbered(tmp_path, data):
@@ -93,16 +109,46 @@ def test_runs_are_numbered(tmp_path, data):
     second = train(tmp_path, data, "train.max_steps = 1")
     assert (first.name, second.name) == ("exp1", "exp2")
     (tmp_path / "exps" / "exp7").mkdir()  # numbering continues after the highest, gaps and all
-    assert experiment.new_run_dir(tmp_path / "exps").name == "exp8"
+    assert run_folder.new_run_dir(tmp_path / "exps").name == "exp8"
 
 
 def test_validation_iou_rises_on_learnable_data(tmp_path):
     roots = [make_folder(tmp_path / "easy", n=16)]
-    run_dir = train(tmp_path, roots, "train.epochs = 6", "train.lr = 3e-3", "build_dataloaders.batch_size = 4",
-                    "build_dataloaders.augment_strength = 0.2")  # fmt: skip
+    run_dir = train(
+        tmp_path,
+        roots,
+        "train.epochs = 6",
+        "train.lr = 3e-3",
+        "build_dataloaders.batch_size = 4",
+        "build_dataloaders.augment_strength = 0.2",
+    )
     history = json.loads((run_dir / "metrics.json").read_text())["history"]
     assert history[-1]["val_iou"] > history[0]["val_iou"] + 0.1
     assert history[-1]["train_loss"] < history[0]["train_loss"]
+
+
+def test_a_resumed_runs_config_starts_a_new_run_when_reused(tmp_path, data, monkeypatch):
+    """--resume reaches train() as an argument: the operative config records no `train.resume`."""
+    first = train(tmp_path, data, "train.epochs = 2", "train.max_steps = 4")
+    reset()
+    parse_for_resume(str(first), [], ["train.epochs = 3", "train.max_steps = 6"])
+    assert lib.train.train(resume=str(first)) == first
+    config = (first / "operative_config.gin").read_text()
+    assert "train.resume" not in config and "train.epochs = 3" in config
+    reset()
+    parse([str(first / "operative_config.gin")], [])
+    second = lib.train.train()
+    assert second != first and second.parent == first.parent
+    assert json.loads((second / "metrics.json").read_text())["history"][0]["epoch"] == 1
+    reset()
+    with pytest.raises(UserError, match="train.resume"):  # not a gin parameter: a binding is refused, not ignored
+        parse([], ["train.resume = 'experiments/exp1'"])
+
+
+def test_loader_arguments_the_loop_passes_cannot_be_bound():
+    for binding in ("build_dataloaders.seed = 3", "build_dataloaders.splits = {}"):
+        with pytest.raises(UserError, match="build_dataloaders"):
+            parse([], [binding])
 
 
 class StopAfter:
@@ -131,13 +177,13 @@ def test_interrupt_then_resume_equals_an_uninterrupted_run(tmp_path, data, monke
     with pytest.raises(lib.train.Interrupted, match=r"stopped at step 6 .* --resume"):
         train(tmp_path, data, *steps)
     interrupted = tmp_path / "exps" / "exp2"
-    assert [s for s, _ in experiment.checkpoints(interrupted)] == [4, 6]
+    assert [s for s, _ in run_folder.checkpoints(interrupted)] == [4, 6]
     monkeypatch.undo()
     reset()
     parse_for_resume(str(interrupted), [], [])
-    assert lib.train.train() == interrupted
-    a = read_checkpoint(straight / "weights" / "last.pt")["state_dict"]
-    b = read_checkpoint(interrupted / "weights" / "last.pt")["state_dict"]
+    assert lib.train.train(resume=str(interrupted)) == interrupted
+    a = read_checkpoint(straight / "weights" / "last.pt")[1]
+    b = read_checkpoint(interrupted / "weights" / "last.pt")[1]
     assert all(torch.allclose(a[k].float(), b[k].float(), atol=1e-5) for k in a)
     history_a = json.loads((straight / "metrics.json").read_text())["history"]
     history_b = json.loads((interrupted / "metrics.json").read_text())["history"]
@@ -179,8 +225,8 @@ def test_nan_loss_stops_with_a_message_and_keeps_the_last_checkpoint(tmp_path, d
     with pytest.raises(lib.train.Diverged, match=r"loss became nan at step 5 .* last good checkpoint is .*step_4"):
         train(tmp_path, data, "train.epochs = 3")
     run_dir = tmp_path / "exps" / "exp1"
-    assert [s for s, _ in experiment.checkpoints(run_dir)] == [4]
-    weights = read_checkpoint(run_dir / "weights" / "last.pt")["state_dict"]
+    assert [s for s, _ in run_folder.checkpoints(run_dir)] == [4]
+    weights = read_checkpoint(run_dir / "weights" / "last.pt")[1]
     assert all(torch.isfinite(w).all() for w in weights.values())
 
 
@@ -223,6 +269,7 @@ def test_imagenet_offline_says_what_to_do(monkeypatch):
 
 def _tiny_checkpoint(path: Path, half: bool = False, **spec_changes) -> tuple[torch.nn.Module, dict]:
     from lib.model import create, save_checkpoint
+    from lib.model_info import ModelInfo, ModelSpec
     from lib.preprocess import Preprocess
 
     spec = {"arch": "Unet", "encoder_name": "resnet18", "model_kwargs": {"decoder_channels": (16, 16, 8, 8, 8)}}
@@ -231,7 +278,7 @@ def _tiny_checkpoint(path: Path, half: bool = False, **spec_changes) -> tuple[to
     model = create(spec["arch"], spec["encoder_name"], spec["model_kwargs"])
     for p in model.parameters():  # weights no fresh network has
         p.data.add_(0.5)
-    save_checkpoint(path, model, spec, Preprocess(input_size=(64, 64)), half=half)
+    save_checkpoint(path, model, ModelInfo(ModelSpec(**spec), Preprocess(input_size=(64, 64))), half=half)
     return model, spec
 
 
@@ -239,15 +286,17 @@ def test_init_from_loads_every_weight_exactly(tmp_path):
     from lib.model import build_model
 
     saved, spec = _tiny_checkpoint(tmp_path / "a.pt")
+    # encoder_weights names no file: with init_from it is not read
     model, _ = build_model(
         spec["arch"], spec["encoder_name"], "no-such-file.pt", spec["model_kwargs"], init_from=str(tmp_path / "a.pt")
-    )  # fmt: skip  (encoder_weights is not read)
+    )
     theirs = saved.state_dict()
     assert all(torch.equal(v, theirs[k]) for k, v in model.state_dict().items())
     # a half-precision checkpoint (models/lite.pt) loads as fp32, each weight rounded to fp16
     _tiny_checkpoint(tmp_path / "half.pt", half=True)
-    model, _ = build_model(spec["arch"], spec["encoder_name"], None, spec["model_kwargs"],
-                           init_from=str(tmp_path / "half.pt"))  # fmt: skip
+    model, _ = build_model(
+        spec["arch"], spec["encoder_name"], None, spec["model_kwargs"], init_from=str(tmp_path / "half.pt")
+    )
     weight = model.encoder.conv1.weight
     assert weight.dtype == torch.float32 and torch.equal(weight, saved.encoder.conv1.weight.half().float())
 
@@ -291,21 +340,33 @@ def test_training_continues_from_a_whole_model(tmp_path, data):
     """A run started with init_from begins where the checkpoint's weights are, not from scratch."""
     first = train(tmp_path, data, "train.max_steps = 4")
     reset()
-    second = train(tmp_path, data, "train.max_steps = 1", "train.lr = 1e-12", "train.warmup_steps = 1",
-                   f"build_model.init_from = '{first / 'weights' / 'last.pt'}'")  # fmt: skip
-    before = read_checkpoint(first / "weights" / "last.pt")["state_dict"]
-    after = read_checkpoint(second / "weights" / "last.pt")["state_dict"]
+    second = train(
+        tmp_path,
+        data,
+        "train.max_steps = 1",
+        "train.lr = 1e-12",
+        "train.warmup_steps = 1",
+        f"build_model.init_from = '{first / 'weights' / 'last.pt'}'",
+    )
+    before = read_checkpoint(first / "weights" / "last.pt")[1]
+    after = read_checkpoint(second / "weights" / "last.pt")[1]
     weights = [k for k, v in before.items() if v.is_floating_point() and "running" not in k]
     assert all(torch.allclose(before[k], after[k], atol=1e-6) for k in weights)
 
 
 @pytest.mark.parametrize("config", sorted(p.name for p in (ROOT / "gin").glob("*.gin")))
 def test_every_gin_file_trains_two_steps(tmp_path, data, config):
-    tiny = ["build_model.encoder_weights = None", "build_dataloaders.input_size = (64, 64)",
-            "build_dataloaders.batch_size = 2", "build_dataloaders.num_workers = 0",
-            "make_splits.split = (0.5, 0.25, 0.25)", "train.max_steps = 2",
-            "train.export_formats = ('onnx',)", "build_dataloaders.early_size = (32, 32)",
-            f"build_dataloaders.cache_dir = '{tmp_path / 'cache'}'"]  # fmt: skip
+    tiny = [
+        "build_model.encoder_weights = None",
+        "build_dataloaders.input_size = (64, 64)",
+        "build_dataloaders.batch_size = 2",
+        "build_dataloaders.num_workers = 0",
+        "make_splits.split = (0.5, 0.25, 0.25)",
+        "train.max_steps = 2",
+        "train.export_formats = ('onnx',)",
+        "build_dataloaders.early_size = (32, 32)",
+        f"build_dataloaders.cache_dir = '{tmp_path / 'cache'}'",
+    ]
     run_dir = train(tmp_path, data, *tiny, gin_files=[str(ROOT / "gin" / config)])
     assert (run_dir / "weights" / "best.onnx").is_file() and (run_dir / "operative_config.gin").is_file()
     arch = gin.query_parameter("build_model.arch")
@@ -327,6 +388,7 @@ def _wait_for(path: Path, proc, timeout=120):
         time.sleep(0.2)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
 def test_cli_killed_or_interrupted_run_resumes(tmp_path, data, sig):
     params = [a for b in bindings(tmp_path, data, "train.epochs = 40") for a in ("--gin-param", b)]
@@ -339,7 +401,7 @@ def test_cli_killed_or_interrupted_run_resumes(tmp_path, data, sig):
         assert proc.returncode == 130 and "stopped at step" in out and "--resume" in out and "Traceback" not in out
     else:
         assert proc.returncode == -signal.SIGKILL
-    saved = experiment.checkpoints(run_dir)[-1][0]
+    saved = run_folder.checkpoints(run_dir)[-1][0]
     assert saved >= 4 and (run_dir / "weights" / "last.pt").is_file()
     resumed = _cli([sys.executable, "train.py", "--resume", str(run_dir), "--gin-param", "train.epochs = 12"])
     out, _ = resumed.communicate(timeout=300)
@@ -349,6 +411,7 @@ def test_cli_killed_or_interrupted_run_resumes(tmp_path, data, sig):
     assert not list((tmp_path / "exps").glob("exp2"))
 
 
+@pytest.mark.slow
 def test_cli_bad_flag_message_without_traceback(tmp_path):
     proc = _cli([sys.executable, "train.py", "--gin", "gin/smoke.gin", "--gin-param", "train.lrr = 1"])
     out, _ = proc.communicate(timeout=120)
@@ -358,17 +421,31 @@ def test_cli_bad_flag_message_without_traceback(tmp_path):
     assert proc.returncode == 2 and "--gin gin/nope.gin: no such file" in out
 
 
+@pytest.mark.slow
 def test_two_processes_one_folder_same_validation(tmp_path):
     """Two processes on the CPU (gloo): one run folder, written by the main process, and
     validation scores equal to one process scoring the same weights (the val split is odd-sized,
     so the gather must drop the padding duplicates)."""
     roots = [make_folder(tmp_path / "folder", n=10)]  # val: 3 photos over 2 processes
-    params = bindings(tmp_path, roots, "train.epochs = 1", "make_splits.split = (0.5, 0.3, 0.2)",
-                      "train.log_with = ('tensorboard',)")  # fmt: skip
+    params = bindings(
+        tmp_path, roots, "train.epochs = 1", "make_splits.split = (0.5, 0.3, 0.2)", "train.log_with = ('tensorboard',)"
+    )
     # accelerate 1.15's "--cpu --num_processes 2" starts one process unless MPI is installed;
     # --multi_gpu goes through torchrun, and train() picks the CPU when there is no CUDA.
-    launcher = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-                "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]  # fmt: skip
+    launcher = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+    ]
     proc = _cli([*launcher, "train.py", "--gin", "gin/smoke.gin", *[a for p in params for a in ("--gin-param", p)]])
     out, _ = proc.communicate(timeout=600)
     assert proc.returncode == 0, out
@@ -376,15 +453,18 @@ def test_two_processes_one_folder_same_validation(tmp_path):
     run_dir = tmp_path / "exps" / "exp1"
     assert "x2" in out  # the run reported two processes
     assert len(writer_pids(run_dir)) == 1
-    assert sorted(p.name for p in experiment.checkpoints(run_dir)[-1][1].glob("random_states_*")) == [
-        "random_states_0.pkl", "random_states_1.pkl"]  # fmt: skip
+    assert sorted(p.name for p in run_folder.checkpoints(run_dir)[-1][1].glob("random_states_*")) == [
+        "random_states_0.pkl",
+        "random_states_1.pkl",
+    ]
     val_two = json.loads((run_dir / "metrics.json").read_text())["history"][-1]
 
     from accelerate import Accelerator
 
-    from lib.data import build_dataloaders, load_splits
+    from lib.data import build_dataloaders
     from lib.losses import build_loss
     from lib.model import load_checkpoint
+    from lib.run_folder import load_splits
 
     model, _ = load_checkpoint(run_dir / "weights" / "last.pt")
     accelerator = Accelerator(cpu=True)

@@ -19,13 +19,15 @@ import pytest
 import lib.webcam as webcam
 from lib.errors import UserError
 from lib.inference import Segmenter, load_segmenter
+from lib.model_info import ModelInfo, ModelSpec
 from lib.preprocess import Preprocess
-from lib.video import CaptureSource, DisplayUnavailable, SourceLost, open_source
+from lib.sinks import DisplayUnavailable
+from lib.sources import CaptureSource, SourceLost, open_source
 from lib.webcam import Options, run
 
 ROOT = Path(__file__).resolve().parents[1]
 W, H, N = 160, 120, 12
-INFO = {"model": {}, "preprocess": Preprocess(input_size=(128, 96)).to_dict(), "meta": {}}
+INFO = ModelInfo(ModelSpec("fixture", "none"), Preprocess(input_size=(128, 96)))
 
 
 def draw_frame(i: int, rng) -> tuple[np.ndarray, np.ndarray]:
@@ -123,8 +125,7 @@ def exported(tiny_checkpoint, tmp_path_factory):
     from lib.export import export_onnx, export_torchscript
     from lib.model import load_checkpoint
 
-    model, payload = load_checkpoint(tiny_checkpoint)
-    info = {k: payload[k] for k in ("model", "preprocess", "meta")}
+    model, info = load_checkpoint(tiny_checkpoint)
     folder = tmp_path_factory.mktemp("exported")
     return {
         "torch": tiny_checkpoint,
@@ -168,8 +169,10 @@ def test_smoothing_steadies_a_noisy_mask(tmp_path, clip):
     change = {}
     for smooth in (False, True):
         out = tmp_path / f"{smooth}.avi"
-        run(opts(source=str(clip[0]), mode="alpha", output=str(out), fourcc="FFV1", smooth=smooth, momentum=0.8),
-            bright_segmenter(noise=1.5, scale=1.0))  # fmt: skip
+        run(
+            opts(source=str(clip[0]), mode="alpha", output=str(out), fourcc="FFV1", smooth=smooth, momentum=0.8),
+            bright_segmenter(noise=1.5, scale=1.0),
+        )
         mattes = np.stack(read_video(out))[..., 0].astype(float)
         change[smooth] = np.abs(np.diff(mattes, axis=0)).mean()
     assert change[True] < 0.75 * change[False]
@@ -226,8 +229,10 @@ def test_failure_leaves_no_half_written_output(tmp_path, clip):
 def test_bad_options(tmp_path, clip, monkeypatch):
     source = str(clip[0])
     with pytest.raises(UserError, match="--background .*no such file"):
-        run(opts(source=source, mode="replace", background=str(tmp_path / "nope.jpg"), output=str(tmp_path / "o")),
-            bright_segmenter())  # fmt: skip
+        run(
+            opts(source=source, mode="replace", background=str(tmp_path / "nope.jpg"), output=str(tmp_path / "o")),
+            bright_segmenter(),
+        )
     assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
     with pytest.raises(UserError, match="needs --background"):
         run(opts(source=source, mode="replace"), bright_segmenter())
@@ -259,7 +264,7 @@ class WindowFailsOnShow:
 
 @pytest.mark.parametrize("window", [NoWindow, WindowFailsOnShow])
 def test_no_display_falls_back_or_says_what_to_pass(tmp_path, clip, monkeypatch, capsys, window):
-    monkeypatch.setattr(webcam, "Window", window)
+    monkeypatch.setattr(webcam, "Display", window)
     out = tmp_path / "out.avi"
     stats = run(opts(source=str(clip[0]), display=True, benchmark=False, output=str(out)), bright_segmenter())
     assert stats.frames == N and len(read_video(out)) == N
@@ -297,17 +302,25 @@ def test_virtual_camera(tmp_path, clip, monkeypatch):
     assert sent == [(H, W, 3)] * N
 
 
+@pytest.mark.slow
 def test_cli_benchmark_line_and_clean_errors(tmp_path, clip, exported):
     cmd = [sys.executable, "webcam.py", "--source", str(clip[0]), "--no-display", "--threads", "1"]
-    done = subprocess.run([*cmd, "--ckpt", str(exported["onnx"]), "--benchmark"], cwd=ROOT, capture_output=True,
-                          text=True, timeout=120)  # fmt: skip
+    done = subprocess.run(
+        [*cmd, "--ckpt", str(exported["onnx"]), "--benchmark"], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stderr
     assert re.fullmatch(r"frames=12 fps=[\d.]+ model_ms=[\d.]+ total_ms=[\d.]+", done.stdout.strip().splitlines()[-1])
-    bad = subprocess.run([*cmd, "--ckpt", str(tmp_path / "missing.onnx"), "--benchmark"], cwd=ROOT,
-                         capture_output=True, text=True, timeout=120)  # fmt: skip
+    bad = subprocess.run(
+        [*cmd, "--ckpt", str(tmp_path / "missing.onnx"), "--benchmark"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert bad.returncode == 2 and "missing.onnx does not exist" in bad.stderr and "Traceback" not in bad.stderr
 
 
+@pytest.mark.slow
 def test_benchmark_script(tmp_path, exported):
     import importlib.util
 
@@ -326,7 +339,12 @@ def test_benchmark_script(tmp_path, exported):
     flicker, iou = bench.score(frozen, truths, starts, 0.0, 1)
     assert flicker == 0.0 and iou < 1.0
     cmd = [sys.executable, "scripts/benchmark_webcam.py"]
-    out = subprocess.run([*cmd, "flicker", "--ckpt", str(exported["onnx"]), "--stills", "2", "--per-still", "3"],
-                         cwd=ROOT, capture_output=True, text=True, timeout=120)  # fmt: skip
+    out = subprocess.run(
+        [*cmd, "flicker", "--ckpt", str(exported["onnx"]), "--stills", "2", "--per-still", "3"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     assert "no smoothing" in out.stdout and "smoothing 0.8" in out.stdout

@@ -1,211 +1,25 @@
-"""Where frames come from and where they go: camera, video, image, folder; window, files, virtual camera.
+"""Where frames go: a video file, image files, a window on the screen, a virtual camera.
 
-Sources hand out BGR uint8 frames with a name (used for image-folder output). Sinks never leave
-a half-written file behind: a video is written under a hidden temporary name and renamed when
-it is finished, and deleted when the run fails; each image is written the same way.
+Sinks never leave a half-written file behind: a video is written under a hidden temporary name
+and renamed when it is finished, and deleted when the run fails; each image is written the same way.
 """
 
 import os
 import sys
-import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from lib.errors import UserError
+from lib.pairs import IMAGE_SUFFIXES
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 ALPHA_SUFFIXES = (".png", ".webp", ".tif", ".tiff")  # image formats that keep an alpha channel
 VIDEO_FOURCC = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".mkv": "FFV1"}
-SOURCE_HELP = "a camera index (0), a video file, an image, or a folder of images"
-
-
-class SourceLost(UserError):
-    """A live source stopped mid-stream (camera unplugged); what was recorded is kept."""
-
-    exit_code = 1
 
 
 class DisplayUnavailable(Exception):
     """No window can be opened: a headless OpenCV build, or no screen."""
-
-
-@dataclass
-class Frame:
-    image: np.ndarray  # HxWx3 uint8 BGR
-    name: str  # stem for image-folder output
-
-
-def quiet_capture(target: int | str) -> cv2.VideoCapture:
-    """VideoCapture without OpenCV's backend warnings on a failed open; our message says it better."""
-    level = cv2.utils.logging.getLogLevel()
-    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
-    try:
-        return cv2.VideoCapture(target)
-    finally:
-        cv2.utils.logging.setLogLevel(level)
-
-
-class Source:
-    """Iterate for frames; `live` sources (cameras, streams) drop frames rather than queue them."""
-
-    name = "source"
-    live = False
-    fps = 30.0
-
-    def read(self) -> Frame | None:
-        raise NotImplementedError
-
-    def close(self) -> None:
-        pass
-
-    def __iter__(self):
-        while (frame := self.read()) is not None:
-            yield frame
-
-
-class CaptureSource(Source):
-    """cv2.VideoCapture: a camera index, a video file, a device path or a stream URL."""
-
-    def __init__(self, target: int | str, live: bool, size: tuple[int, int] | None = None, retries: int = 10):
-        self.name = f"camera {target}" if isinstance(target, int) else str(target)
-        self.live = live
-        self.retries = retries  # a camera may miss a frame now and then; a run of misses means it is gone
-        self.count = 0
-        self.cap = quiet_capture(target)
-        if not self.cap.isOpened():
-            if isinstance(target, int):
-                raise UserError(
-                    f"--source {target}: no camera at index {target} (OpenCV could not open it). Check that it "
-                    "is connected and not in use by another program, or try another index; --source also takes "
-                    "a video file, an image or a folder of images"
-                )
-            raise UserError(f"--source {target}: OpenCV cannot open it as a video (not a video, or an unknown codec)")
-        codec = int(self.cap.get(cv2.CAP_PROP_FOURCC)).to_bytes(4, "little")
-        if codec == b"ansi":  # FFmpeg renders any text file as a video of its characters
-            self.cap.release()
-            raise UserError(f"--source {target}: a text file, not a video")
-        if size:
-            self.cap.set(cv2.CAP_PROP_FRAME_WIDTH, size[0])
-            self.cap.set(cv2.CAP_PROP_FRAME_HEIGHT, size[1])
-        fps = self.cap.get(cv2.CAP_PROP_FPS)
-        self.fps = fps if 1 <= fps <= 240 else 30.0
-        self.first = self._grab()
-        if self.first is None:
-            self.cap.release()
-            what = "the camera opened but sent no frame" if live else "no frame could be decoded from it"
-            raise UserError(f"--source {target}: {what}")
-
-    def _grab(self) -> np.ndarray | None:
-        for _ in range(self.retries if self.live else 1):
-            ok, image = self.cap.read()
-            if ok and image is not None:
-                return image if image.ndim == 3 else cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
-            if self.live:
-                time.sleep(0.02)
-        return None
-
-    def read(self) -> Frame | None:
-        image, self.first = (self.first, None) if self.first is not None else (self._grab(), None)
-        if image is None:
-            if self.live:
-                raise SourceLost(
-                    f"{self.name} stopped sending frames after {self.count} frames (disconnected?); "
-                    "the output so far was finished and kept"
-                )
-            return None  # end of the file
-        self.count += 1
-        return Frame(image, f"{self.count:06d}")
-
-    def close(self) -> None:
-        self.cap.release()
-
-
-class ImageSource(Source):
-    """One image, or every image of a folder in name order; unreadable files are skipped with a note."""
-
-    fps = 1.0
-
-    def __init__(self, path: Path):
-        self.name = str(path)
-        if path.is_dir():
-            self.paths = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-            if not self.paths:
-                raise UserError(f"--source {path}: the folder has no images ({', '.join(IMAGE_SUFFIXES)})")
-        else:
-            self.paths = [path]
-        self.index = 0
-        self.skipped: list[str] = []
-
-    def read(self) -> Frame | None:
-        while self.index < len(self.paths):
-            path = self.paths[self.index]
-            self.index += 1
-            image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-            if image is not None:
-                return Frame(image, path.stem)
-            if len(self.paths) == 1:
-                raise UserError(f"--source {path}: not a readable image")
-            self.skipped.append(path.name)
-            print(f"warning: skipped {path}: not a readable image", file=sys.stderr)
-        return None
-
-
-def open_source(spec: str, camera_size: tuple[int, int] | None = None) -> Source:
-    """--source: '0' -> camera 0; a folder; an image; a video file, device or stream URL."""
-    spec = str(spec).strip()
-    path = Path(spec)
-    if spec.isdigit() and not path.exists():
-        return CaptureSource(int(spec), live=True, size=camera_size)
-    if "://" in spec:
-        return CaptureSource(spec, live=True)
-    if not path.exists():
-        raise UserError(f"--source {spec}: no such file or folder (expected {SOURCE_HELP})")
-    if path.is_dir() or path.suffix.lower() in IMAGE_SUFFIXES:
-        return ImageSource(path)
-    return CaptureSource(spec, live=str(path).startswith("/dev/"))
-
-
-class Background:
-    """--background: an image, or a video that loops; scaled to cover each frame (no stretching)."""
-
-    def __init__(self, path: str | Path):
-        from lib.compose import fit_background
-
-        self.fit = fit_background
-        path = Path(path)
-        if not path.is_file():
-            raise UserError(f"--background {path}: no such file (expected an image or a video)")
-        self.path = path
-        self.cap = None
-        self.cache: tuple[tuple[int, int], np.ndarray] | None = None
-        if path.suffix.lower() in IMAGE_SUFFIXES:
-            self.image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-            if self.image is None:
-                raise UserError(f"--background {path}: not a readable image")
-            return
-        self.cap = quiet_capture(str(path))
-        ok, self.image = self.cap.read() if self.cap.isOpened() else (False, None)
-        if not ok:
-            raise UserError(f"--background {path}: neither a readable image nor a video OpenCV can decode")
-
-    def next(self, out_hw: tuple[int, int]) -> np.ndarray:
-        if self.cap is not None:
-            ok, image = self.cap.read()
-            if not ok:  # loop the video
-                self.cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
-                ok, image = self.cap.read()
-            if ok:
-                self.image, self.cache = image, None
-        if self.cache is None or self.cache[0] != tuple(out_hw):
-            self.cache = (tuple(out_hw), self.fit(self.image, out_hw))
-        return self.cache[1]
-
-    def close(self) -> None:
-        if self.cap is not None:
-            self.cap.release()
 
 
 def as_bgr(image: np.ndarray) -> np.ndarray:
@@ -320,8 +134,8 @@ def open_sink(output: str | Path, fps: float, single_image_source: bool, fourcc:
     return VideoSink(path, fps, fourcc)
 
 
-class Window(Sink):
-    """An OpenCV window; Esc or q (or closing it) asks to stop."""
+class Display(Sink):
+    """A window on the screen (OpenCV); Esc or q (or closing it) asks to stop."""
 
     def __init__(self, title: str = "person segmentation (Esc or q quits)"):
         self.title = title

@@ -1,0 +1,204 @@
+"""The run folder, experiments/expN: everything a training run writes, and where.
+
+    expN/operative_config.gin        the whole configuration as gin saw it (after step 1 and at the end)
+    expN/splits/{train,val,test}.tsv the photos of each split
+    expN/checkpoints/step_N/         Accelerate state + loop.json; the last `keep` of them
+    expN/weights/{best,last}.pt      self-describing weights; best.ts / best.onnx when exported
+    expN/pics/                       validation previews per epoch, curves, worst test photos
+    expN/logs/                       TensorBoard and WandB
+    expN/metrics.json                history, best epoch, test scores, export checks
+
+The loop in lib/train.py decides when; this module knows where and how. A checkpoint is
+written under a .tmp name and renamed when complete, so a kill never leaves half of one.
+"""
+
+import json
+import os
+import re
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import cv2
+import gin
+import numpy as np
+from accelerate.utils import broadcast_object_list
+
+from lib.errors import UserError
+from lib.inference import Segmenter, torch_backend
+from lib.model import save_checkpoint
+from lib.model_info import ModelInfo
+from lib.pairs import SPLIT_NAMES, Pair, read_image, read_mask, read_split, write_split
+from lib.pictures import prediction_row, save_curves, save_grid
+
+CHECKPOINT_RE = re.compile(r"^step_(\d+)$")
+
+
+@dataclass
+class LoopState:
+    """Everything the loop needs besides the Accelerate state to continue after a resume."""
+
+    step: int = 0
+    total_steps: int = 0
+    history: list = field(default_factory=list)
+    best: dict | None = None
+    epoch_loss: list = field(default_factory=lambda: [0.0, 0])  # sum, count in the current epoch
+
+    def end_epoch(self, epoch: int, val: dict, images_per_s: float) -> bool:
+        """Record an epoch's scores; True when its validation IoU is the best so far."""
+        train_loss = self.epoch_loss[0] / max(1, self.epoch_loss[1])
+        self.epoch_loss = [0.0, 0]
+        scores = {"val_loss": val["loss"], "val_iou": val["iou"], "val_mean_iou": val["mean_iou"]}
+        self.history.append(
+            {"epoch": epoch, "step": self.step, "train_loss": train_loss, **scores, "images_per_s": images_per_s}
+        )
+        improved = self.best is None or val["iou"] > self.best["val"]["iou"]
+        if improved:
+            self.best = {"epoch": epoch, "step": self.step, "val": val}
+        return improved
+
+
+def new_run_dir(root: str | Path) -> Path:
+    """Create experiments/exp<N+1>. mkdir is atomic, so two runs started at once never share one."""
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    taken = [int(m.group(1)) for p in root.iterdir() if (m := re.fullmatch(r"exp(\d+)", p.name))]
+    number = max(taken, default=0) + 1
+    while True:
+        path = root / f"exp{number}"
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            number += 1
+
+
+def open_run_dir(run_root: str, resume: str | None, is_main: bool) -> Path:
+    """A new experiments/expN (chosen on the main process and shared), or the run to resume."""
+    if resume:
+        run_dir = Path(resume)
+        if not checkpoints(run_dir):
+            raise UserError(f"--resume {resume}: no finished checkpoint in {run_dir / 'checkpoints'}")
+        return run_dir
+    chosen = [str(new_run_dir(run_root)) if is_main else None]
+    broadcast_object_list(chosen)
+    return Path(chosen[0])
+
+
+def checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
+    """Finished checkpoints, oldest first (a half-written one is still named .tmp)."""
+    folder = run_dir / "checkpoints"
+    if not folder.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := CHECKPOINT_RE.match(p.name))]
+    return sorted(found)
+
+
+def save_splits(run_dir: Path, splits: dict[str, list[Pair]]) -> None:
+    (run_dir / "splits").mkdir(parents=True, exist_ok=True)
+    for name, pairs in splits.items():
+        write_split(run_dir / "splits" / f"{name}.tsv", pairs)
+
+
+def load_splits(run_dir: Path) -> dict[str, list[Pair]]:
+    return {name: read_split(run_dir / "splits" / f"{name}.tsv") for name in SPLIT_NAMES}
+
+
+def write_json(path: Path, data: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2))
+    os.replace(tmp, path)
+
+
+def default_wandb_mode() -> None:
+    """Offline unless the user has set wandb up: an online attempt without a login hangs."""
+    if "WANDB_MODE" in os.environ or os.environ.get("WANDB_API_KEY"):
+        return
+    netrc = Path.home() / ".netrc"
+    if netrc.is_file() and "api.wandb.ai" in netrc.read_text(errors="ignore"):
+        return
+    os.environ["WANDB_MODE"] = "offline"
+
+
+class RunFolder:
+    """experiments/expN and the accelerator that writes into it (main process only, where it matters)."""
+
+    def __init__(self, path: Path, accelerator, info: ModelInfo, keep_checkpoints: int = 2):
+        self.path = path
+        self.accelerator = accelerator
+        self.info = info  # stored in every weights file
+        self.keep = keep_checkpoints
+
+    @property
+    def main(self) -> bool:
+        return self.accelerator.is_main_process
+
+    def pics(self, name: str) -> Path:
+        return self.path / "pics" / name
+
+    def save_state(self, loop: LoopState) -> None:
+        """Accelerate state + loop state, written to .tmp and renamed; the oldest beyond `keep` go."""
+        tmp = self.path / "checkpoints" / f"step_{loop.step}.tmp"
+        self.accelerator.save_state(str(tmp))
+        if self.main:
+            write_json(tmp / "loop.json", asdict(loop))
+            final = tmp.with_suffix("")
+            if final.exists():
+                shutil.rmtree(final)
+            os.replace(tmp, final)
+            for _, old in checkpoints(self.path)[: -self.keep]:
+                shutil.rmtree(old, ignore_errors=True)
+        self.accelerator.wait_for_everyone()
+
+    def last_checkpoint(self) -> Path | None:
+        found = checkpoints(self.path)
+        return found[-1][1] if found else None
+
+    def load_state(self) -> LoopState:
+        step, ckpt = checkpoints(self.path)[-1]
+        self.accelerator.load_state(str(ckpt))
+        loop = LoopState(**json.loads((ckpt / "loop.json").read_text()))
+        assert loop.step == step, f"{ckpt}: loop.json says step {loop.step}"
+        return loop
+
+    def write_config(self, carried: str = "") -> None:
+        """gin's operative config, plus `carried` bindings of configurables this run did not call."""
+        if self.main:
+            (self.path / "operative_config.gin").write_text(gin.operative_config_str() + carried)
+
+    def save_weights(self, model, loop: LoopState, epoch: int, val: dict, improved: bool) -> None:
+        if not self.main:
+            return
+        net = self.accelerator.unwrap_model(model)
+        info = self.info.with_meta(run_dir=str(self.path.resolve()), epoch=epoch, step=loop.step, val=val)
+        save_checkpoint(self.path / "weights" / "last.pt", net, info)
+        if improved:
+            save_checkpoint(self.path / "weights" / "best.pt", net, info)
+        save_curves(self.pics("curves.png"), loop.history)
+
+    def save_preview(self, model, pairs: list[Pair], epoch: int, step: int) -> None:
+        """image | truth | prediction | blurred background for fixed validation photos."""
+        if not self.main:
+            return
+        net = self.accelerator.unwrap_model(model)
+        was_training = net.training
+        segmenter = Segmenter(torch_backend(net, self.accelerator.device), self.info, "preview")
+        rows = []
+        for pair in pairs:
+            image, truth = read_image(pair.image_path), read_mask(pair.mask_path, pair.layout)
+            rows.append(prediction_row(image, truth, segmenter(cv2.cvtColor(image, cv2.COLOR_RGB2BGR))))
+        net.train(was_training)
+        save_grid(self.pics(f"val_epoch{epoch:03d}.png"), rows)
+        self.log_image("val/preview", np.vstack([cv2.resize(r, (768, 192)) for r in rows]), step)
+
+    def log_image(self, name: str, image_rgb: np.ndarray, step: int) -> None:
+        """One HxWx3 uint8 picture to every tracker that takes pictures."""
+        for tracker in self.accelerator.trackers:
+            if tracker.name == "tensorboard":
+                tracker.log_images({name: image_rgb[None]}, step=step, dataformats="NHWC")
+            elif tracker.name == "wandb":
+                tracker.log_images({name: [image_rgb]}, step=step)
+
+    def write_metrics(self, results: dict) -> Path:
+        write_json(self.path / "metrics.json", results)
+        return self.path / "metrics.json"
