@@ -1,0 +1,178 @@
+"""Our models and the peers to beat on the same photos: scores per data root, CPU ms per frame, a picture.
+
+python -m scripts.compare_peers --ckpt models/lite.onnx --gin gin/lite.gin
+"""
+
+import json
+import statistics
+import time
+from collections import Counter
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from lib.compose import Compositor, fit_background
+from lib.config import parse
+from lib.data import make_splits
+from lib.errors import UserError
+from lib.evaluate import RawPairs, score
+from lib.inference import load_segmenter
+from lib.pairs import Pair, scan_root
+from lib.peers import MediaPipeSelfie
+from lib.preprocess import letterbox
+
+
+def first_per_root(pairs: list[Pair], n: int) -> list[Pair]:
+    """The first n pairs of each data root, in the order given."""
+    seen, out = Counter(), []
+    for pair in pairs:
+        if seen[pair.root] < n:
+            out.append(pair)
+            seen[pair.root] += 1
+    return out
+
+
+def select_photos(
+    data: list[str] | None, gin_files: list[str], gin_params: list[str], split: str, limit: int | None
+) -> tuple[list[Pair], str]:
+    """Every pair under the --data roots, or the recipe's split regenerated (roots, fractions and seed
+    come from the recipe, so it is the split its run used)."""
+    if data:
+        pairs = []
+        for root in data:
+            scan = scan_root(root)
+            if scan.report():
+                print(scan.report())
+            pairs += scan.pairs
+        what = f"every pair under {', '.join(data)}"
+    else:
+        parse(gin_files, gin_params)
+        splits, reports = make_splits()
+        for report in reports:
+            print(report)
+        pairs, what = splits[split], f"the {split} split of {', '.join(gin_files)}"
+    if limit:
+        pairs, what = first_per_root(pairs, limit), f"{what}, first {limit} per root"
+    if not pairs:
+        raise UserError(f"no photos to score ({what})")
+    return pairs, what
+
+
+def load_models(ckpts: list[str], mediapipe: str | None, threads: int) -> list[tuple[str, object]]:
+    """(label, segmenter) for our model files, then MediaPipe when it can run here."""
+    ours = [load_segmenter(c, threads=threads) for c in ckpts]
+    names = [s.name for s in ours]
+    models = [(s.name if names.count(s.name) == 1 else f"{c} ({s.name})", s) for c, s in zip(ckpts, ours, strict=True)]
+    if mediapipe:
+        try:
+            peer = MediaPipeSelfie(mediapipe, threads)
+            models.append((peer.name, peer))
+        except UserError as error:
+            print(f"note: {error}; scoring our models only")
+    if not models:
+        raise UserError("nothing to compare: give --ckpt, or make MediaPipe runnable")
+    return models
+
+
+def frame_ms(segmenter, frame: np.ndarray, runs: int = 30, warmup: int = 3) -> float:
+    """Median wall time of segmenter(frame) in ms: model plus pre- and post-processing, as a user calls it."""
+    for _ in range(warmup):
+        segmenter(frame)
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        segmenter(frame)
+        times.append((time.perf_counter() - start) * 1000)
+    return statistics.median(times)
+
+
+def format_table(results: dict[str, dict], roots: list[str]) -> str:
+    """Markdown: one row per data root and model (the models of one root together)."""
+    lines = ["| data | model | n | IoU | mean IoU | boundary F |", "|---|---|--:|--:|--:|--:|"]
+    for root in roots:
+        for label, result in results.items():
+            m = result["by_root"][root]
+            lines.append(
+                f"| {Path(root).name} | {label} | {m['n']} | {m['iou']:.4f} | {m['mean_iou']:.4f} "
+                f"| {m['boundary_f']:.4f} |"
+            )
+    return "\n".join(lines)
+
+
+def _title(tile: np.ndarray, lines: list[str]) -> None:
+    """White text on a dark band at the tile's top, cut to fit its width."""
+    tile[: 6 + 14 * len(lines)] //= 3
+    for i, line in enumerate(lines):
+        while len(line) > 1 and cv2.getTextSize(line, cv2.FONT_HERSHEY_SIMPLEX, 0.4, 1)[0][0] > tile.shape[1] - 8:
+            line = line[:-1]
+        cv2.putText(tile, line, (4, 15 + 14 * i), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 1, cv2.LINE_AA)
+
+
+def save_picture(
+    path: Path, models: list[tuple[str, object]], pairs: list[Pair], per_root: int = 2, tile_hw=(200, 150)
+) -> None:
+    """One row per photo (the first `per_root` of each root): photo, then each model's mask overlay
+    and blurred background (lib.compose.Compositor, as the webcam shows them). JPEG, quality 80."""
+    mask, blur = Compositor("mask"), Compositor("blur")
+    chosen = first_per_root(pairs, per_root)
+    rows = []
+    for i, pair in enumerate(chosen):
+        image, _ = RawPairs(chosen).load(i)
+        tiles = [(image, [Path(pair.root).name, Path(pair.image).stem])]
+        for label, segmenter in models:
+            prob = segmenter(image)
+            short = label.split(" (")[0]
+            tiles += [(mask(image, prob), [short, "mask"]), (blur(image, prob), [short, "blurred background"])]
+        row = [letterbox(tile, tile_hw)[0] for tile, _ in tiles]
+        for j, (_, title) in enumerate(tiles):
+            if i == 0 or j == 0:  # column titles on the first row; every photo says where it is from
+                _title(row[j], title)
+        rows.append(np.hstack(row))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not cv2.imwrite(str(path), np.vstack(rows), [cv2.IMWRITE_JPEG_QUALITY, 80]):
+        raise UserError(f"--picture {path}: could not write it (expected a .jpg name in a writable folder)")
+
+
+def compare(
+    ckpts: list[str],
+    mediapipe: str | None,
+    data: list[str] | None,
+    gin_files: list[str],
+    gin_params: list[str],
+    split: str = "test",
+    threads: int = 2,
+    limit: int | None = None,
+    json_out: str | None = None,
+    picture: str | None = None,
+    runs: int = 30,
+) -> dict:
+    """Score every model on the same photos, time it on a 640x480 frame, print one markdown table."""
+    if runs < 1:
+        raise UserError(f"--runs {runs}: expected a positive number")
+    pairs, what = select_photos(data, gin_files, gin_params, split, limit)
+    models = load_models(ckpts, mediapipe, threads)
+    # a webcam-like frame from a real photo: scaled to cover 640x480, centre crop
+    frame = fit_background(RawPairs(pairs).load(0)[0], (480, 640))
+    results = {}
+    for label, segmenter in models:
+        results[label] = score(segmenter, pairs, batch_size=8, num_workers=1, progress=True)
+        results[label]["ms_per_640x480"] = frame_ms(segmenter, frame, runs)
+    counts = Counter(p.root for p in pairs)  # roots in the recipe's (or --data's) order
+    print(f"\nphotos: {what} ({', '.join(f'{Path(r).name} {n}' for r, n in counts.items())})\n")
+    print(format_table(results, list(counts)) + "\n")
+    for label, segmenter in models:
+        how = "; landscape model" if getattr(segmenter, "landscape", None) is not None else ""
+        print(
+            f"- {label}: {results[label]['ms_per_640x480']:.1f} ms per 640x480 frame "
+            f"(CPU, {threads} threads, median of {runs} runs after 3 warm-up{how})"
+        )
+    if json_out:
+        out = Path(json_out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps({"photos": what, "threads": threads, "models": results}, indent=2))
+        print(f"numbers: {out}")
+    if picture:
+        save_picture(Path(picture), models, pairs)
+        print(f"picture: {picture} ({Path(picture).stat().st_size / 1024:.0f} KB)")
+    return results
