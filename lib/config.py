@@ -1,6 +1,8 @@
 """Reading gin configs with messages that name the file or binding at fault."""
 
+import ast
 import re
+import tokenize
 from pathlib import Path
 
 import gin
@@ -18,8 +20,36 @@ def parse(gin_files: list[str], gin_params: list[str]) -> None:
             raise UserError(f"--gin {path}: no such file (configs live in gin/)")
     try:
         gin.parse_config_files_and_bindings(gin_files, gin_params)
-    except (ValueError, KeyError, SyntaxError, TypeError) as error:  # unknown name or parameter, bad syntax
-        raise UserError(f"gin config: {_explain(str(error).strip().splitlines()[0])}") from None
+    except (ValueError, KeyError, SyntaxError, TypeError, tokenize.TokenError) as error:  # unknown name, bad syntax
+        where = _find_unreadable_binding(gin_files, gin_params)
+        raise UserError(where or f"gin config: {_explain(str(error).strip().splitlines()[0])}") from None
+
+
+def _find_unreadable_binding(gin_files: list[str], gin_params: list[str]) -> str | None:
+    """gin's parser names neither the file nor the binding for two common slips: an unquoted string
+    (`build_model.arch = Unet`) and an unclosed bracket or quote. Find the line and say so."""
+    sources = [(f"--gin-param {param!r}", param) for param in gin_params]
+    for path in gin_files:
+        sources += [(f"{path}, line {n}", line) for n, line in enumerate(Path(path).read_text().splitlines(), 1)]
+    for where, line in sources:
+        binding = re.fullmatch(r"\s*([\w.]+/)?([\w.]+)\s*=\s*(.*?)\s*(#[^'\"]*)?", line)
+        if not binding:
+            continue
+        name, value, is_param = binding[2], binding[3], where.startswith("--gin-param")
+        shown = "" if is_param else f" `{name} = {value}`"
+        if re.fullmatch(r"[A-Za-z_]\w*", value) and value not in ("True", "False", "None"):
+            return f"{where}:{shown} strings need quotes, e.g. {name} = '{value}'"
+        if value[:1] in "'\"" and (len(value) < 2 or value[-1] != value[0]):
+            return f"{where}:{shown} a quote is never closed"
+        opened = sum(value.count(c) for c in "([{") - sum(value.count(c) for c in ")]}")
+        if is_param and opened > 0:
+            return f"{where}: a bracket is never closed"
+        if is_param and value[:1] not in "@%":
+            try:
+                ast.literal_eval(value)
+            except (ValueError, SyntaxError):
+                return f"{where}: {value!r} is not a value gin can read (numbers, 'strings', lists, tuples, dicts)"
+    return None
 
 
 PASSED_BY_THE_PROGRAM = {"train.resume": "pass --resume RUN_DIR to train.py"}

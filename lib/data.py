@@ -17,6 +17,11 @@ from lib.pairs import SPLIT_NAMES, Pair, read_image, read_mask, scan_root, split
 from lib.preprocess import Preprocess
 from lib.transforms import EvalTransform, TrainTransform
 
+DATA_HINT = (
+    "Point make_splits.roots at your data, e.g. --gin-param \"make_splits.roots=['/data/people']\": "
+    "each root either the AISegment layout (clip_img/ + matting/) or images/ + masks/ (README, Data layouts)"
+)
+
 
 class EpochSampler(Sampler[int]):
     """A seeded shuffle per epoch that passes the epoch to the dataset inside the key.
@@ -145,7 +150,10 @@ def make_splits(
     splits = {name: [] for name in SPLIT_NAMES}
     reports = []
     for root in roots:
-        scan = scan_root(root)
+        try:
+            scan = scan_root(root)
+        except UserError as error:
+            raise UserError(f"{error}. {DATA_HINT}") from None
         if scan.report():
             reports.append(scan.report())
         if not scan.pairs:

@@ -209,8 +209,10 @@ def evaluate(
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(result, indent=2))
         pics = out.with_name(out.stem + "_worst.png")
-    elif run_dir is not None:
+    elif run_dir is not None and run_dir.resolve() in model_path.resolve().parents:
         pics = run_dir / "pics" / f"eval_{split}_{model_path.name.replace('.', '_')}_worst.png"
+    elif run_dir is not None:  # a copy of the model elsewhere: its pictures stay with it, not in the run
+        pics = model_path.with_name(f"{model_path.stem}_eval_{split}_worst.png")
     else:
         pics = None
     if pics is not None:

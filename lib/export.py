@@ -6,6 +6,7 @@ weights as `person_seg.json`. Anything that loads the file knows how to feed it.
 read back with the loaders its users use (lib.inference) and compared with the eager model.
 """
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +34,10 @@ def check_sizes(prep: Preprocess) -> list[tuple[int, int]]:
 
 
 def export_torchscript(model: nn.Module, info: ModelInfo, path: Path) -> Path:
-    torch.jit.save(to_torchscript(model, info.prep), str(path), _extra_files={f"{META_KEY}.json": info.to_json()})
+    traced = to_torchscript(model, info.prep)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch 2.14 deprecates torch.jit.*; the file still loads everywhere
+        torch.jit.save(traced, str(path), _extra_files={f"{META_KEY}.json": info.to_json()})
     return path
 
 

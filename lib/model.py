@@ -67,8 +67,9 @@ def build_model(
         except OSError as error:  # huggingface_hub cannot reach the hub
             raise UserError(
                 f"build_model.encoder_weights='imagenet': could not download the {encoder_name} weights "
-                f"({type(error).__name__}). Offline, pass a local file "
-                "(build_model.encoder_weights='../shared/weights/mobilenet_v2_imagenet_encoder.pt') or None"
+                f"({type(error).__name__}; no network?). Offline, pass a local state dict of the {encoder_name} "
+                f"encoder (build_model.encoder_weights='path/to/{encoder_name}_imagenet_encoder.pt') or None "
+                "to start from random weights"
             ) from None
         return model, spec
     model = create(arch, encoder_name, model_kwargs, None)
@@ -148,7 +149,11 @@ def read_checkpoint(path: str | Path) -> tuple[ModelInfo, dict]:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # noqa: BLE001 - any unpickling failure means the same to the user
-        raise UserError(f"checkpoint {path} could not be read: {type(error).__name__}: {str(error)[:200]}") from None
+        # torch's own text advises weights_only=False, which would run code from the file: not for us
+        raise UserError(
+            f"checkpoint {path} could not be read ({type(error).__name__}): not a PyTorch file, or a damaged one; "
+            "expected a .pt written by train.py or export.py"
+        ) from None
     info = ModelInfo.from_dict(payload, str(path), kind="checkpoint")
     if not isinstance(payload.get("state_dict"), dict):
         raise UserError(f"checkpoint {path} holds no weights (no 'state_dict')")

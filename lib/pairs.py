@@ -73,7 +73,8 @@ class Scan:
 
 def detect_layout(root: Path) -> str:
     if not root.exists():
-        raise UserError(f"data root {root} does not exist")
+        where = "" if root.is_absolute() else f" (looked for {root.resolve()}: relative to the working directory)"
+        raise UserError(f"data root {root} does not exist{where}")
     if not root.is_dir():
         raise UserError(f"data root {root} is a file; expected a folder")
     if (root / "clip_img").is_dir() and (root / "matting").is_dir():
@@ -120,8 +121,8 @@ def _aisegment_key(kind: str):
 
 def scan_root(root: str | Path, check: bool = True) -> Scan:
     """Find every photo/mask pair under `root`; with `check`, leave out the unusable ones."""
-    root = Path(root)
-    layout = detect_layout(root)
+    layout = detect_layout(Path(root))
+    root = Path(root).resolve()  # pairs and split lists hold absolute paths: they work from any directory
     if layout == "aisegment":
         images, dup_i = _files_by_key(root / "clip_img", IMAGE_SUFFIXES, _aisegment_key("clip"))
         masks, dup_m = _files_by_key(root / "matting", (".png",), _aisegment_key("matting"))
@@ -275,10 +276,16 @@ def read_split(path: Path) -> list[Pair]:
         if len(fields) != 4 or fields[3] not in ("aisegment", "folder"):
             raise UserError(f"{path}, line {number}: expected root, image, mask, layout separated by tabs")
         pairs.append(Pair(*fields))
-    missing = [str(p.image_path) for p in pairs if not p.image_path.is_file()]
+    missing = [p for p in pairs if not p.image_path.is_file()]
     if missing:
+        first = missing[0]
+        cause = (
+            f"its paths are relative to the directory train.py ran in (not {Path.cwd()}): run from there"
+            if not Path(first.root).is_absolute()
+            else "the data was moved or deleted"
+        )
         raise UserError(
-            f"{path} lists {len(missing)} images that are not there (e.g. {missing[0]}); "
-            "was the data moved? pass --data ROOT to score other data"
+            f"{path} lists {len(missing)} images that are not there (e.g. {first.image_path}): {cause}, "
+            "or pass --data ROOT to score the data where it is now"
         )
     return pairs

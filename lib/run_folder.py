@@ -111,13 +111,15 @@ def write_json(path: Path, data: dict) -> None:
 
 
 def default_wandb_mode() -> None:
-    """Offline unless the user has set wandb up: an online attempt without a login hangs."""
-    if "WANDB_MODE" in os.environ or os.environ.get("WANDB_API_KEY"):
-        return
-    netrc = Path.home() / ".netrc"
-    if netrc.is_file() and "api.wandb.ai" in netrc.read_text(errors="ignore"):
-        return
-    os.environ["WANDB_MODE"] = "offline"
+    """Offline and silent unless the user has set wandb up: an online attempt without a login
+    hangs, and offline wandb prints some 30 lines around a run that bury the run's own."""
+    if "WANDB_MODE" not in os.environ and not os.environ.get("WANDB_API_KEY"):
+        netrc = Path.home() / ".netrc"
+        if not (netrc.is_file() and "api.wandb.ai" in netrc.read_text(errors="ignore")):
+            os.environ["WANDB_MODE"] = "offline"
+    if os.environ.get("WANDB_MODE") in ("offline", "disabled"):
+        os.environ.setdefault("WANDB_SILENT", "true")
+        os.environ.setdefault("WANDB_CONSOLE", "off")  # no capture of the run's own output
 
 
 class RunFolder:
@@ -185,9 +187,14 @@ class RunFolder:
         segmenter = Segmenter(torch_backend(net, self.accelerator.device), self.info, "preview")
         rows = []
         for pair in pairs:
-            image, truth = read_image(pair.image_path), read_mask(pair.mask_path, pair.layout)
+            try:
+                image, truth = read_image(pair.image_path), read_mask(pair.mask_path, pair.layout)
+            except OSError:  # broken since the split; training skipped it too, with a warning
+                continue
             rows.append(prediction_row(image, truth, segmenter(cv2.cvtColor(image, cv2.COLOR_RGB2BGR))))
         net.train(was_training)
+        if not rows:
+            return
         save_grid(self.pics(f"val_epoch{epoch:03d}.png"), rows)
         self.log_image("val/preview", np.vstack([cv2.resize(r, (768, 192)) for r in rows]), step)
 

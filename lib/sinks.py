@@ -101,11 +101,14 @@ class ImageSink(Sink):
         if single:
             if not path.parent.is_dir():
                 raise UserError(f"--output {path}: folder {path.parent} does not exist")
-        else:
+        elif not path.is_dir():  # like a file's folder, a new folder's parent must exist: no tree of typos
+            if not path.parent.is_dir():
+                raise UserError(f"--output {path}: folder {path.parent} does not exist")
             try:
-                path.mkdir(parents=True, exist_ok=True)
+                path.mkdir()
             except OSError as error:
                 raise UserError(f"--output {path}: cannot create the folder ({error.strerror})") from None
+            print(f"note: created folder {path} for the output images", file=sys.stderr)
 
     def write(self, image: np.ndarray, name: str) -> None:
         target = self.path if self.single else self.path / f"{name}.png"

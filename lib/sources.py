@@ -151,8 +151,13 @@ def open_source(spec: str, camera_size: tuple[int, int] | None = None) -> Source
     """--source: '0' -> camera 0; a folder; an image; a video file, device or stream URL."""
     spec = str(spec).strip()
     path = Path(spec)
-    if spec.isdigit() and not path.exists():
-        return CaptureSource(int(spec), live=True, size=camera_size)
+    if spec.lstrip("-").isdigit() and not path.exists():
+        index = int(spec)
+        if index == -1:  # "any camera", as OpenCV users write it (OpenCV 5 itself crashes on -1)
+            return _first_camera(camera_size)
+        if index < 0:
+            raise UserError(f"--source {spec}: camera indices start at 0 (-1 takes the first camera found)")
+        return CaptureSource(index, live=True, size=camera_size)
     if "://" in spec:
         return CaptureSource(spec, live=True)
     if not path.exists():
@@ -160,6 +165,15 @@ def open_source(spec: str, camera_size: tuple[int, int] | None = None) -> Source
     if path.is_dir() or path.suffix.lower() in IMAGE_SUFFIXES:
         return ImageSource(path)
     return CaptureSource(spec, live=str(path).startswith("/dev/"))
+
+
+def _first_camera(camera_size: tuple[int, int] | None, tried: int = 10) -> "CaptureSource":
+    for index in range(tried):
+        try:
+            return CaptureSource(index, live=True, size=camera_size)
+        except UserError:
+            continue
+    raise UserError(f"--source -1: no camera found (tried indices 0 to {tried - 1}); is one connected and free?")
 
 
 class Background:

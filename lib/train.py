@@ -132,17 +132,12 @@ def make_accelerator(run_dir: Path, cpu: bool, mixed_precision, grad_accum: int,
     )
 
 
-def run_splits(run_dir: Path, resume: str | None, accelerator) -> dict:
-    """A resumed run's own split lists, or new splits (written into the run folder)."""
-    if resume:
-        return load_splits(run_dir)
+def new_splits(state: PartialState) -> dict:
     splits, reports = make_splits()
     for report in reports:
-        accelerator.print(f"note: {report}")
+        state.print(f"note: {report}")
     if not splits["val"]:
         raise UserError("make_splits.split leaves no validation pairs; validation picks the best checkpoint")
-    if accelerator.is_main_process:
-        save_splits(run_dir, splits)
     return splits
 
 
@@ -199,13 +194,18 @@ def test_and_export(run_dir: Path, info: ModelInfo, splits: dict, export_formats
     results = {}
     if splits["test"]:
         segmenter = Segmenter(torch_backend(model, device), info, "best.pt")
-        test = evaluate.score(segmenter, splits["test"], num_workers=0, progress=False)
-        results["test"] = {k: v for k, v in test.items() if k not in ("worst", "per_image")}
-        evaluate.save_worst(run_dir / "pics" / "test_worst.png", segmenter, splits["test"], test)
-        say(
-            f"test ({test['n']} photos, at mask resolution): IoU {test['iou']:.4f}, "
-            f"mean IoU {test['mean_iou']:.4f}, boundary F {test['boundary_f']:.4f}"
-        )
+        try:
+            test = evaluate.score(segmenter, splits["test"], num_workers=0, progress=False)
+        except UserError as error:  # a test photo broken since the split: the run's work is kept all the same
+            results["test_error"] = str(error)
+            say(f"test split not scored: {error}; once mended: python evaluate.py --ckpt {run_dir}/weights/best.pt")
+        else:
+            results["test"] = {k: v for k, v in test.items() if k not in ("worst", "per_image")}
+            evaluate.save_worst(run_dir / "pics" / "test_worst.png", segmenter, splits["test"], test)
+            say(
+                f"test ({test['n']} photos, at mask resolution): IoU {test['iou']:.4f}, "
+                f"mean IoU {test['mean_iou']:.4f}, boundary F {test['boundary_f']:.4f}"
+            )
     if export_formats:
         results["exports"] = export_all(model, info, run_dir / "weights", "best", export_formats)
         for r in results["exports"].values():
@@ -243,16 +243,23 @@ def train(
     the optimizer steps. max_minutes: a time budget the schedule is fitted to after each epoch.
     """
     cpu = use_cpu()
-    run_dir = open_run_dir(run_root, resume, PartialState(cpu=cpu).is_main_process)
-    accelerator = make_accelerator(run_dir, cpu, mixed_precision, grad_accum, log_with)
+    state = PartialState(cpu=cpu)
     set_seed(seed)
-    splits = run_splits(run_dir, resume, accelerator)
+    # What a mistake in the configuration can break is built before a numbered folder is made:
+    # a failed launch leaves none behind.
+    run_dir = open_run_dir(run_root, resume, state.is_main_process) if resume else None
+    splits = load_splits(run_dir) if resume else new_splits(state)
     train_dl, val_dl, prep = build_dataloaders(splits, seed=seed)
     model, spec = build_model()
-    info = ModelInfo(spec, prep)
+    loss_fn = build_loss()
+    if run_dir is None:
+        run_dir = open_run_dir(run_root, None, state.is_main_process)
+        if state.is_main_process:
+            save_splits(run_dir, splits)
+    accelerator = make_accelerator(run_dir, cpu, mixed_precision, grad_accum, log_with)
+    info = ModelInfo(spec, prep, {"run_dir": str(run_dir.resolve())})  # exports find their run from anywhere
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     model = model.to(memory_format=memory_format)
-    loss_fn = build_loss()
     optimizer = torch.optim.AdamW(param_groups(model, weight_decay), lr=lr)
     model, optimizer, train_dl, val_dl = accelerator.prepare(model, optimizer, train_dl, val_dl)
     folder = RunFolder(run_dir, accelerator, info, keep_checkpoints)
@@ -345,7 +352,7 @@ def train(
 def interrupted(step: int, epoch: int, run_dir: Path) -> Interrupted:
     return Interrupted(
         f"stopped at step {step} (epoch {epoch + 1}); checkpoint saved in {run_dir}/checkpoints. "
-        f"Continue with: accelerate launch train.py --resume {run_dir}"
+        f"Continue with: python train.py --resume {run_dir}"
     )
 
 
