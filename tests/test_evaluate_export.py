@@ -195,3 +195,36 @@ def test_cli_reports_bad_input_without_traceback(tmp_path):
         proc = subprocess.run([sys.executable, script, *args], cwd=ROOT, capture_output=True, text=True, timeout=120)
         assert proc.returncode == 2, proc.stderr
         assert proc.stderr.startswith("error: ") and "Traceback" not in proc.stderr
+
+
+class BrightnessConv(torch.nn.Module):
+    """Brightness as a 1x1 convolution (what int8 quantization works on): the same answer."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 1, 1)
+        with torch.no_grad():
+            self.conv.weight.copy_(50 * torch.tensor(IMAGENET_STD).view(1, 3, 1, 1) / 3)
+            self.conv.bias.fill_(50 * (sum(IMAGENET_MEAN) / 3 - 0.47))
+
+    def forward(self, x):
+        return self.conv(x)
+
+
+def test_int8_export_is_calibrated_checked_and_scores_like_fp32(tmp_path, png_root, monkeypatch):
+    import lib.export
+
+    root, _ = png_root
+    frames = [cv2.imread(str(p)) for p in sorted((root / "images").glob("*.png"))]
+    results = export_all(BrightnessConv(), INFO, tmp_path, "b", ["int8", "onnx"], calibration=frames[:3],
+                         check_frames=frames[3:])  # fmt: skip
+    assert results["int8"]["mask_agreement"] > 0.99 and results["int8"]["frames"] == 2
+    assert "int8 static" in read_info(tmp_path / "b_int8.onnx", "onnx").meta["quantized"]
+    int8 = evaluate(str(tmp_path / "b_int8.onnx"), data=[str(root)], progress=False)
+    fp32 = evaluate(str(tmp_path / "b.onnx"), data=[str(root)], progress=False)
+    assert fp32["iou"] == pytest.approx(1.0) and int8["iou"] > fp32["iou"] - 0.003
+    with pytest.raises(UserError, match="needs calibration photos"):
+        export_all(BrightnessConv(), INFO, tmp_path, "c", ["int8"])
+    monkeypatch.setattr(lib.export, "INT8_MIN_AGREEMENT", 1.01)  # a bar no model clears: the check must fail
+    with pytest.raises(RuntimeError, match="agree with fp32's by IoU"):
+        export_all(BrightnessConv(), INFO, tmp_path, "d", ["int8"], calibration=frames)
