@@ -20,6 +20,7 @@ def main() -> None:
     )
     parser.add_argument("--json", help="write the metrics here; pictures of the worst photos go beside it")
     parser.add_argument("--tta", action="store_true", help="average with the horizontally flipped photo")
+    parser.add_argument("--refine", action="store_true", help="scale masks up along the photo's edges (guided filter)")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--backend", choices=("torch", "torchscript", "onnx"), help="default: the file's own")
@@ -35,6 +36,7 @@ def main() -> None:
         device=args.device,
         backend=args.backend,
         num_workers=args.workers,
+        refine=args.refine,
     )
 
 

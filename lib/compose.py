@@ -60,6 +60,38 @@ def blurred(
     return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
+def guided_upsample(prob: np.ndarray, guide_bgr: np.ndarray, radius: int = 2, eps: float = 1e-2) -> np.ndarray:
+    """A model-sized probability scaled up to the guide frame's size along the frame's own edges.
+
+    The fast guided filter (He & Sun, 2015) with the frame's grey image as guide: a local linear
+    model prob ~ a * grey + b is fitted in (2 radius + 1)^2 windows at the probability's size, and
+    a and b, scaled up, are applied to the full-size grey image. Where the frame has an edge, the
+    mask's outline snaps to it; in flat regions it stays the plain (bilinear) upscale. eps: how
+    strong an edge must be to count (grey in [0, 1]). Cost: box filters at the small size, three
+    full-size passes.
+    """
+    h, w = prob.shape[:2]
+    out_h, out_w = guide_bgr.shape[:2]
+    grey = cv2.cvtColor(guide_bgr, cv2.COLOR_BGR2GRAY)
+    small = cv2.resize(grey, (w, h), interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
+    p = prob.astype(np.float32)
+    size = (2 * radius + 1, 2 * radius + 1)
+
+    def box(x):
+        return cv2.boxFilter(x, -1, size, borderType=cv2.BORDER_REFLECT)
+
+    mean_i, mean_p = box(small), box(p)
+    a = (box(small * p) - mean_i * mean_p) / (box(small * small) - mean_i * mean_i + eps)
+    b = mean_p - a * mean_i
+    a, b = box(a), box(b)
+    if (out_h, out_w) == (h, w):
+        return np.clip(a * small + b, 0.0, 1.0)
+    a_full = cv2.resize(a, (out_w, out_h), interpolation=cv2.INTER_LINEAR)
+    b_full = cv2.resize(b, (out_w, out_h), interpolation=cv2.INTER_LINEAR)
+    full = cv2.multiply(grey, 1.0 / 255.0, dtype=cv2.CV_32F)
+    return np.clip(cv2.add(cv2.multiply(a_full, full), b_full), 0.0, 1.0)
+
+
 def blend(frame: np.ndarray, background: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     """frame where alpha is 1, background where it is 0 (one OpenCV pass, ~0.6 ms at 640x480)."""
     alpha = np.ascontiguousarray(alpha, dtype=np.float32)
@@ -97,16 +129,24 @@ class Compositor:
     alpha: BGRA with the matte as alpha.
     """
 
-    def __init__(self, mode: str = "blur", blur_strength: float = 1.0, feather: float = 0.02, color=(0, 200, 0)):
+    def __init__(
+        self, mode: str = "blur", blur_strength: float = 1.0, feather: float = 0.02, color=(0, 200, 0),
+        refine: bool = False,
+    ):  # fmt: skip
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         self.mode, self.blur_strength, self.feather, self.color = mode, blur_strength, feather, color
+        self.refine = refine  # the outline scaled up along the frame's edges (guided_upsample)
 
     def __call__(self, frame: np.ndarray, prob: np.ndarray, background: np.ndarray | None = None) -> np.ndarray:
-        small = matte(prob, self.feather)
-        alpha = small
-        if small.shape[:2] != frame.shape[:2]:
-            alpha = cv2.resize(small, (frame.shape[1], frame.shape[0]), interpolation=cv2.INTER_LINEAR)
+        if self.refine:  # a crisp outline: refined at the frame's size, barely feathered after
+            small = matte(prob, 0.0)
+            alpha = matte(guided_upsample(prob, frame), self.feather / 4)
+        else:
+            small = matte(prob, self.feather)
+            alpha = small
+            if small.shape[:2] != frame.shape[:2]:
+                alpha = cv2.resize(small, (frame.shape[1], frame.shape[0]), interpolation=cv2.INTER_LINEAR)
         if self.mode == "blur":
             return blend(frame, blurred(frame, self.blur_strength, weight=1.0 - small), alpha)
         if self.mode == "replace":

@@ -185,12 +185,17 @@ def evaluate(
     backend: str | None = None,
     num_workers: int = 2,
     progress: bool = True,
+    refine: bool = False,
 ) -> dict:
-    """Load any model file, score it, print a table, write json and pictures of the worst images."""
+    """Load any model file, score it, print a table, write json and pictures of the worst images.
+
+    refine: scale each probability up to its photo along the photo's edges (the webcam's --refine).
+    """
     if batch_size < 1:
         raise UserError(f"--batch-size {batch_size}: expected a positive number")
     model_path = Path(ckpt)
     segmenter = load_segmenter(model_path, backend=backend, device=device)
+    segmenter.refine = refine
     pairs, split, run_dir = select_pairs(model_path, segmenter.info, data, split)
     start = time.perf_counter()
     result = score(segmenter, pairs, batch_size, tta, num_workers, progress=progress)
@@ -199,10 +204,12 @@ def evaluate(
         backend=segmenter.name,
         split=split,
         tta=tta,
+        refine=refine,
         seconds=time.perf_counter() - start,
         data=sorted({p.root for p in pairs}),
     )
-    print(f"{segmenter.name} on {split} ({len(pairs)} photos{', flip TTA' if tta else ''}):")
+    extras = (", flip TTA" if tta else "") + (", refined at full size" if refine else "")
+    print(f"{segmenter.name} on {split} ({len(pairs)} photos{extras}):")
     print(format_table(result))
     if json_out:
         out = Path(json_out)

@@ -18,6 +18,7 @@ import onnxruntime as ort
 import segmentation_models_pytorch as smp
 import torch
 
+from lib.compose import guided_upsample
 from lib.errors import UserError
 from lib.model import load_checkpoint, read_checkpoint
 from lib.model_info import META_KEY, ModelInfo
@@ -196,11 +197,12 @@ def _converted_backend(path: Path, fmt: str, backend: str, device: str, threads:
 class Segmenter:
     """Person probability for BGR uint8 frames of any size; preprocessing from the model file."""
 
-    def __init__(self, backend: Backend, info: ModelInfo, name: str):
+    def __init__(self, backend: Backend, info: ModelInfo, name: str, refine: bool = False):
         self.backend = backend
         self.info = info
         self.name = name
         self.prep = info.prep
+        self.refine = refine  # scale the probability up along the frame's edges (compose.guided_upsample)
 
     def __call__(self, frame_bgr: np.ndarray) -> np.ndarray:
         return self.predict_many([frame_bgr])[0]
@@ -223,7 +225,11 @@ class Segmenter:
             else:
                 prob = _sigmoid(self.backend(batch))
             for j, i in enumerate(idx):
-                probs[i] = restore_size(prob[j, 0], prepared[i][1], frames[i].shape[:2])
+                if self.refine:
+                    placed = restore_size(prob[j, 0], prepared[i][1], None)
+                    probs[i] = guided_upsample(placed, frames[i])
+                else:
+                    probs[i] = restore_size(prob[j, 0], prepared[i][1], frames[i].shape[:2])
         return probs
 
 

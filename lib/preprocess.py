@@ -106,10 +106,10 @@ def prepare_frame(frame_bgr: np.ndarray, prep: Preprocess) -> tuple[np.ndarray, 
     return normalize(rgb, prep.mean, prep.std)[None], placement
 
 
-def restore_size(prob: np.ndarray, placement: Placement, out_hw: tuple[int, int]) -> np.ndarray:
-    """Cut the padding off a model-sized probability map and resize it to `out_hw`."""
+def restore_size(prob: np.ndarray, placement: Placement, out_hw: tuple[int, int] | None) -> np.ndarray:
+    """Cut the padding off a model-sized probability map and resize it to `out_hw` (None: no resize)."""
     top, left = placement.top, placement.left
     crop = prob[top : top + placement.height, left : left + placement.width]
-    if crop.shape != tuple(out_hw):
+    if out_hw is not None and crop.shape != tuple(out_hw):
         crop = cv2.resize(crop, (out_hw[1], out_hw[0]), interpolation=cv2.INTER_LINEAR)
     return crop
