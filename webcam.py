@@ -54,6 +54,14 @@ def parse_options() -> Options:
         help=f"frames in the model at once: more FPS on a CPU, more latency ({d.workers})",
     )
     add("--every", type=int, help=f"run the model on every N-th frame only ({d.every})")
+    add("--change-threshold", type=float, help="rerun the model only when the picture changed by this many grey "
+        f"levels (mean over a thumbnail; 0: every frame) ({d.change_threshold})")  # fmt: skip
+    add("--max-skip", type=int, help=f"with --change-threshold: frames the model may skip in a row ({d.max_skip})")
+    add(
+        "--refine",
+        action=argparse.BooleanOptionalAction,
+        help=f"sharpen the mask's outline along the frame's edges ({'on' if d.refine else 'off'})",
+    )
     add("--benchmark", action="store_true", help="end with: frames=N fps=F model_ms=M total_ms=T")
     add("--max-frames", type=int, help="stop after this many frames")
     add("--camera-size", type=size, help="ask the camera for WIDTHxHEIGHT, e.g. 1280x720")

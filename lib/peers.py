@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 
 from lib.errors import UserError
+from lib.preprocess import Preprocess
 
 LANDSCAPE_FILE = "selfie_segmentation_landscape.tflite"
 
@@ -61,6 +62,9 @@ class MediaPipeSelfie:
         landscape = path.with_name(LANDSCAPE_FILE)
         self.landscape = make_interpreter(str(landscape)) if landscape.is_file() and landscape != path else None
         self.name = "MediaPipe selfie (tflite)"
+        # webcam.py's loop scales each frame to fit this box before calling (256x192 for 4:3):
+        # what MediaPipe's own pipeline hands its model, which then squashes it to its input
+        self.prep = Preprocess(input_size=(256, 256))
 
     def __call__(self, frame_bgr: np.ndarray) -> np.ndarray:
         return self.predict_many([frame_bgr])[0]

@@ -47,6 +47,9 @@ class Options:
     smooth: bool = True
     momentum: float = 0.8
     every: int = 1
+    change_threshold: float = 0.0  # > 0: rerun the model only when the picture changed (ChangeGate)
+    max_skip: int = 5
+    refine: bool = False
     benchmark: bool = False
     max_frames: int | None = None
     camera_size: tuple[int, int] | None = None
@@ -74,6 +77,33 @@ def model_view(frame: np.ndarray, prep: Preprocess) -> np.ndarray:
     if (new_h, new_w) == (h, w):
         return frame
     return cv2.resize(frame, (new_w, new_h), interpolation=cv2.INTER_AREA if new_h < h else cv2.INTER_LINEAR)
+
+
+class ChangeGate:
+    """Whether the model must see this frame: only when the picture changed since the model last
+    saw one, and at least every max_skip + 1 frames (a slow drift adds up, a late change is caught).
+
+    The change is the mean absolute difference of 40x30 grey thumbnails, in grey levels (0-255):
+    sensor noise averages out at that size, a moving person does not. About 0.2 ms a 640x480 frame.
+    """
+
+    def __init__(self, threshold: float, max_skip: int = 5):
+        self.threshold, self.max_skip = threshold, max_skip
+        self.seen: np.ndarray | None = None  # the thumbnail of the frame the model last saw
+        self.skipped = 0
+
+    def __call__(self, frame: np.ndarray) -> bool:
+        grey = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
+        thumb = cv2.resize(grey, (40, 30), interpolation=cv2.INTER_AREA).astype(np.float32)
+        if (
+            self.seen is None
+            or self.skipped >= self.max_skip
+            or cv2.norm(thumb, self.seen, cv2.NORM_L1) / thumb.size > self.threshold
+        ):
+            self.seen, self.skipped = thumb, 0
+            return True
+        self.skipped += 1
+        return False
 
 
 class Stats:
@@ -129,7 +159,7 @@ def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def _validate(opts: Options) -> None:
+def _validate(opts: Options, sinks: list[Sink]) -> None:
     if opts.mode not in MODES:
         raise UserError(f"--mode {opts.mode}: expected one of {', '.join(MODES)}")
     if opts.mode == "replace" and not opts.background:
@@ -138,13 +168,17 @@ def _validate(opts: Options) -> None:
         raise UserError(f"--background is only used with --mode replace (got --mode {opts.mode})")
     if opts.every < 1:
         raise UserError(f"--every {opts.every}: expected 1 or more (run the model on every N-th frame)")
+    if opts.change_threshold < 0 or opts.max_skip < 0:
+        raise UserError("--change-threshold and --max-skip: expected 0 or more")
+    if opts.change_threshold > 0 and opts.every > 1:
+        raise UserError("--every N and --change-threshold T both decide which frames the model sees: pass one")
     if opts.workers < 1:
         raise UserError(f"--model-workers {opts.workers}: expected 1 or more")
     if not 0 <= opts.momentum < 1:
         raise UserError(f"--smooth-momentum {opts.momentum}: expected a value in [0, 1)")
     if opts.blur_strength <= 0:
         raise UserError(f"--blur-strength {opts.blur_strength}: expected a positive number (1 = default)")
-    if not opts.display and not opts.output and not opts.virtual_cam and not opts.benchmark:
+    if not opts.display and not opts.output and not opts.virtual_cam and not opts.benchmark and not sinks:
         raise UserError("--no-display leaves nothing to do: add --output FILE, --virtual-cam or --benchmark")
 
 
@@ -166,13 +200,16 @@ def _open_display(opts: Options, others: bool) -> Display | None:
         return None
 
 
-def run(opts: Options, segmenter: Segmenter | None = None, source: Source | None = None) -> Stats:
+def run(
+    opts: Options, segmenter: Segmenter | None = None, source: Source | None = None, sinks: list[Sink] = ()
+) -> Stats:
     """Run until the source ends, Esc/q/Ctrl-C or max_frames; print the stats line and return them.
 
     segmenter/source: pass your own (tests, other programs); by default from opts.ckpt/opts.source.
+    sinks: more places for the output frames, besides opts.output and the virtual camera.
     An error removes the half-written output; a stop (Esc, Ctrl-C, camera lost) finishes it.
     """
-    _validate(opts)
+    _validate(opts, sinks)
     if opts.output and Path(opts.output).resolve() == Path(opts.source).resolve():
         raise UserError(f"--output {opts.output} is the --source itself; write somewhere else")
     model_path = resolve_model(opts.ckpt) if segmenter is None else None
@@ -181,7 +218,7 @@ def run(opts: Options, segmenter: Segmenter | None = None, source: Source | None
     stats, ok = Stats(), False
     try:
         background = Background(opts.background) if opts.mode == "replace" else None
-        sinks: list[Sink] = []
+        sinks = list(sinks)
         if opts.output:
             sinks.append(open_sink(opts.output, source.fps, single_image_source=_one_image(source), fourcc=opts.fourcc))
         if opts.virtual_cam:
@@ -248,7 +285,8 @@ class LiveLoop:
             display,
             stats,
         )
-        self.compositor = Compositor(opts.mode, opts.blur_strength, opts.feather)
+        self.compositor = Compositor(opts.mode, opts.blur_strength, opts.feather, refine=opts.refine)
+        self.gate = ChangeGate(opts.change_threshold, opts.max_skip) if opts.change_threshold > 0 else None
         self.smoother = TemporalSmoother(opts.momentum if opts.smooth else 0.0)
         self.pool = ThreadPoolExecutor(opts.workers, thread_name_prefix="model") if opts.workers > 1 else None
         self.prob = None  # the last smoothed probability, kept for frames the model skips
@@ -260,7 +298,8 @@ class LiveLoop:
             for index, frame in enumerate(self._until_lost(frames)):
                 if self.opts.max_frames and index >= self.opts.max_frames:
                     break
-                pending.append(self._start(frame, run_model=index % self.opts.every == 0))
+                run_model = self.gate(frame.image) if self.gate else index % self.opts.every == 0
+                pending.append(self._start(frame, run_model))
                 if len(pending) >= self.opts.workers and self._finish(*pending.popleft()):
                     return
             while pending:

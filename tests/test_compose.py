@@ -4,7 +4,18 @@ import cv2
 import numpy as np
 import pytest
 
-from lib.compose import Compositor, TemporalSmoother, blend, blurred, fit_background, matte, overlay, rgba, soften
+from lib.compose import (
+    Compositor,
+    TemporalSmoother,
+    blend,
+    blurred,
+    fit_background,
+    guided_upsample,
+    matte,
+    overlay,
+    rgba,
+    soften,
+)
 
 
 def ellipse_prob(height=60, width=80, center=(40, 30), axes=(18, 22), softness=2.0) -> np.ndarray:
@@ -135,3 +146,32 @@ def test_confident_change_passes_at_once_and_off_switch():
     assert np.array_equal(smoother(jump), jump)  # a new stream (or another size) starts fresh
     with pytest.raises(ValueError):
         TemporalSmoother(1.0)
+
+
+def test_guided_upsample_puts_the_outline_on_the_frames_edge():
+    """A soft, misplaced low-resolution outline snaps to the frame's true edge; flat regions stay put."""
+    h, w = 240, 320
+    frame = np.full((h, w, 3), 40, np.uint8)
+    frame[:, 170:] = 200  # the person's edge at x = 170
+    xs = (np.arange(64) + 0.5) * w / 64
+    prob = np.tile(1 / (1 + np.exp(-(xs - 160) / 8)), (48, 1)).astype(np.float32)  # soft, centred at x = 160
+    plain = cv2.resize(prob, (w, h), interpolation=cv2.INTER_LINEAR)
+    refined = guided_upsample(prob, frame)
+
+    row, plain_row = refined[h // 2], plain[h // 2]
+    assert abs(int(np.argmax(np.diff(row))) - 169) <= 1  # its steepest step is on the frame's edge
+    assert np.diff(row).max() > 0.2 and np.diff(plain_row).max() < 0.05  # a step, not a ramp
+    assert refined.shape == (h, w) and refined.dtype == np.float32 and 0 <= refined.min() <= refined.max() <= 1
+    assert abs(float(refined[:, :100].mean()) - float(plain[:, :100].mean())) < 0.02  # far from edges: no change
+
+
+def test_compositor_reuses_its_work_arrays_but_hands_out_new_pictures():
+    frame = np.random.default_rng(0).integers(0, 255, (120, 160, 3), dtype=np.uint8)
+    prob = np.random.default_rng(1).random((48, 64)).astype(np.float32)
+    for refine in (False, True):
+        compositor = Compositor("blur", refine=refine)
+        first, second = compositor(frame, prob), compositor(frame, prob)
+        assert first is not second and np.array_equal(first, second)
+        assert len(compositor.buffers.arrays) >= 2  # the full-size arrays are kept, not made anew
+    alpha = Compositor("alpha")
+    assert alpha(frame, prob) is not alpha(frame, prob)

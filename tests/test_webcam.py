@@ -5,6 +5,7 @@ The frames are drawn: a bright ellipse (the person) moving over dark noise, save
 thresholds brightness returns exactly that person, whatever the weights.
 """
 
+import json
 import re
 import subprocess
 import sys
@@ -320,31 +321,60 @@ def test_cli_benchmark_line_and_clean_errors(tmp_path, clip, exported):
     assert bad.returncode == 2 and "missing.onnx does not exist" in bad.stderr and "Traceback" not in bad.stderr
 
 
-@pytest.mark.slow
-def test_benchmark_script(tmp_path, exported):
-    import importlib.util
+def test_live_benchmark_clip_and_scores():
+    from lib.livebench import Clip, clip_quality, make_clip, read_stills
+    from lib.pairs import scan_root
 
-    spec = importlib.util.spec_from_file_location("bench", ROOT / "scripts" / "benchmark_webcam.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
-    stills = bench.read_stills(str(ROOT / "samples" / "portraits"), 2)
-    clip = list(bench.shaky_clip(stills, size=(160, 120), frames_per_still=4))
-    frames, truths, starts = zip(*clip, strict=True)
-    assert frames[0].shape == (120, 160, 3) and truths[0].shape == (120, 160)
-    assert starts == (True, False, False, False) * 2
-    assert not np.array_equal(truths[0], truths[1])  # the camera moves
-    perfect = [t.astype(np.float32) for t in truths]
-    assert bench.score(perfect, truths, starts, 0.0, 1) == (0.0, 1.0)
-    frozen = [perfect[0]] * 4 + [perfect[4]] * 4  # never flickers, and misses the motion
-    flicker, iou = bench.score(frozen, truths, starts, 0.0, 1)
-    assert flicker == 0.0 and iou < 1.0
-    cmd = [sys.executable, "scripts/benchmark_webcam.py"]
+    stills = read_stills(scan_root(ROOT / "samples" / "portraits").pairs[:2])
+    clip = make_clip(stills, size=(160, 120), per_still=6)
+    assert clip.frames[0].shape == (120, 160, 3) and clip.truths[0].shape == (120, 160)
+    assert clip.first == [True] + [False] * 5 + [True] + [False] * 5
+    assert clip.moving == ([False] * 3 + [True] * 3) * 2
+    assert np.array_equal(clip.truths[0], clip.truths[2])  # the camera is still: the truth stays put
+    assert not np.array_equal(clip.truths[3], clip.truths[4])  # then it moves
+    perfect = [t > 0 for t in clip.truths]
+    assert clip_quality(perfect, clip) == {"iou": 1.0, "flicker_still": 0.0, "flicker_moving": 0.0}
+    frozen = [perfect[0]] * 6 + [perfect[6]] * 6  # never flickers, and misses the motion
+    scores = clip_quality(frozen, clip)
+    assert scores["flicker_moving"] == 0.0 and scores["iou"] < 1.0
+    blinking = [p if i % 2 else ~p for i, p in enumerate(perfect)]  # every other frame inverted
+    assert clip_quality(blinking, Clip(clip.frames, clip.truths, clip.moving, clip.first))["flicker_still"] > 0.5
+
+
+@pytest.mark.slow
+def test_live_benchmark_script(exported, tmp_path):
     out = subprocess.run(
-        [*cmd, "flicker", "--ckpt", str(exported["onnx"]), "--stills", "2", "--per-still", "3"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+        [sys.executable, "-m", "scripts.benchmark_live", "--ckpt", str(exported["onnx"]), "--data", "samples/portraits",
+         "--stills", "2", "--per-still", "4", "--repeats", "1", "--settings", "defaults,change gate",
+         "--no-mediapipe", "--json", str(tmp_path / "live.json")],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
     assert out.returncode == 0, out.stderr
-    assert "no smoothing" in out.stdout and "smoothing 0.8" in out.stdout
+    rows = json.loads((tmp_path / "live.json").read_text())["rows"]
+    assert [r["setting"] for r in rows] == ["defaults", "change gate"]
+    assert rows[0]["quality"]["model_calls"] == 1.0 and rows[1]["quality"]["model_calls"] < 1.0
+    assert all(r["640x480"]["fps"] > 0 and 0 <= r["quality"]["iou"] <= 1 for r in rows)
+    assert "| tiny.onnx | defaults |" in out.stdout and "blur compositing per frame" in out.stdout
+
+
+def test_change_gate_runs_the_model_only_when_the_picture_changes():
+    from lib.webcam import ChangeGate
+
+    rng = np.random.default_rng(0)
+    still = rng.integers(0, 255, (120, 160, 3), dtype=np.uint8)
+    gate = ChangeGate(threshold=2.0, max_skip=3)
+    noisy = [np.clip(still + rng.normal(0, 3, still.shape), 0, 255).astype(np.uint8) for _ in range(8)]
+    assert [gate(f) for f in noisy] == [True, False, False, False, True, False, False, False]  # noise: skipped
+    moved = np.roll(still, 12, axis=1)
+    assert gate(moved) and not gate(moved)  # a real change runs the model at once
+
+
+def test_change_threshold_saves_model_calls_on_a_still_camera(tmp_path, clip):
+    still = [clip[1][0]] * 12
+    from lib.livebench import ClipSource
+
+    counted = bright_segmenter()
+    stats = run(opts(change_threshold=2.0, max_skip=5), counted, ClipSource(still))
+    assert stats.frames == 12 and stats.model_runs + 1 == 2  # frames 0 and 6 only
+    with pytest.raises(UserError, match="pass one"):
+        run(opts(change_threshold=2.0, every=2), bright_segmenter(), ClipSource(still))
