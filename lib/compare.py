@@ -13,12 +13,11 @@ import cv2
 import numpy as np
 
 from lib.compose import Compositor, fit_background
-from lib.config import parse
-from lib.data import make_splits
+from lib.data import recipe_splits
 from lib.errors import UserError
 from lib.evaluate import RawPairs, score
 from lib.inference import load_segmenter
-from lib.pairs import Pair, scan_root
+from lib.pairs import Pair, pairs_under
 from lib.peers import MediaPipeSelfie
 from lib.preprocess import letterbox
 
@@ -39,19 +38,9 @@ def select_photos(
     """Every pair under the --data roots, or the recipe's split regenerated (roots, fractions and seed
     come from the recipe, so it is the split its run used)."""
     if data:
-        pairs = []
-        for root in data:
-            scan = scan_root(root)
-            if scan.report():
-                print(scan.report())
-            pairs += scan.pairs
-        what = f"every pair under {', '.join(data)}"
+        pairs, what = pairs_under(data), f"every pair under {', '.join(data)}"
     else:
-        parse(gin_files, gin_params)
-        splits, reports = make_splits()
-        for report in reports:
-            print(report)
-        pairs, what = splits[split], f"the {split} split of {', '.join(gin_files)}"
+        pairs, what = recipe_splits(gin_files, gin_params)[split], f"the {split} split of {', '.join(gin_files)}"
     if limit:
         pairs, what = first_per_root(pairs, limit), f"{what}, first {limit} per root"
     if not pairs:

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Sampler
 
+from lib.config import parse
 from lib.errors import UserError
 from lib.pairs import SPLIT_NAMES, Pair, read_image, read_mask, scan_root, split_pairs
 from lib.preprocess import Preprocess
@@ -166,6 +167,16 @@ def make_splits(
     if not splits["train"]:
         raise UserError(f"make_splits.split={tuple(split)} leaves no training pairs")
     return splits, reports
+
+
+def recipe_splits(gin_files: list[str], gin_params: list[str] = ()) -> dict[str, list[Pair]]:
+    """The splits a recipe's run made, made again: roots, fractions and seed come from the recipe,
+    and the split is deterministic, so these are the photos its run trained and was tested on."""
+    parse(gin_files, list(gin_params))
+    splits, reports = make_splits()
+    for report in reports:
+        print(report)
+    return splits
 
 
 def _ignore_sigint(worker_id: int) -> None:

@@ -11,10 +11,12 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from lib import metrics
+from lib.config import ROOT
+from lib.data import recipe_splits
 from lib.errors import UserError
 from lib.inference import Segmenter, load_segmenter
 from lib.model_info import ModelInfo
-from lib.pairs import SPLIT_NAMES, Pair, read_mask, read_split, scan_root
+from lib.pairs import SPLIT_NAMES, Pair, pairs_under, read_mask, read_split
 from lib.pictures import prediction_row, save_grid
 
 SPLIT_CHOICES = (*SPLIT_NAMES, "all")
@@ -125,7 +127,8 @@ def find_run_dir(model_path: Path, info: ModelInfo) -> Path | None:
 def select_pairs(
     model_path: Path, info: ModelInfo, data: list[str] | None, split: str | None
 ) -> tuple[list[Pair], str, Path | None]:
-    """Which photos to score: --data roots (all pairs), or the run's own split lists."""
+    """Which photos to score: --data roots (all pairs), the run's own split lists, or, for a shipped
+    model whose run folder is elsewhere, its recipe's split made again (models/README.md)."""
     if split is not None and split not in SPLIT_CHOICES:
         raise UserError(f"--split {split}: expected one of {', '.join(SPLIT_CHOICES)}")
     if data:
@@ -134,23 +137,20 @@ def select_pairs(
                 f"--split {split} with --data: a run's splits cover only its own data; "
                 "use --split all, or leave out --data to use the run's split lists"
             )
-        pairs = []
-        for root in data:
-            scan = scan_root(root)
-            if scan.report():
-                print(scan.report())
-            pairs += scan.pairs
-        if not pairs:
-            raise UserError(f"--data {' '.join(data)}: no usable image/mask pairs found")
-        return pairs, "all", None
+        return pairs_under(data), "all", None
     split = split or "test"
+    names = SPLIT_NAMES if split == "all" else (split,)
     run_dir = find_run_dir(model_path, info)
+    recipe = ROOT / info.meta.get("recipe", "no recipe")
+    if run_dir is None and recipe.is_file():
+        splits = recipe_splits([str(recipe)])
+        print(f"photos: the {split} split of {info.meta['recipe']}, made again from its roots, fractions and seed")
+        return [pair for name in names for pair in splits[name]], split, None
     if run_dir is None:
         raise UserError(
             f"{model_path}: no run folder with split lists found (looked in its metadata and "
             f"{model_path.resolve().parent.parent}/splits); pass --data ROOT to score a data folder"
         )
-    names = SPLIT_NAMES if split == "all" else (split,)
     pairs = []
     for name in names:
         path = run_dir / "splits" / f"{name}.tsv"

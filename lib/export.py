@@ -30,8 +30,9 @@ from lib.preprocess import Preprocess, prepare_frame
 FORMATS = ("torchscript", "onnx", "smp", "half", "int8")
 SUFFIXES = {"torchscript": ".ts", "onnx": ".onnx", "smp": "_smp", "half": "_fp16.pt", "int8": "_int8.onnx"}
 PARITY_TOLERANCE = 1e-4
-# fp16 weights round each weight to ~3 significant digits: logits move by ~1e-3 of their size.
-HALF_TOLERANCE = 5e-2
+# fp16 weights round each weight to ~3 significant digits: logits move by ~1e-3 of their size, so
+# fp16 is held to a share of the largest logit (a trained model's reach +-20 and more).
+HALF_TOLERANCE = 2e-2
 # int8 rounds every activation too: its masks are held to the fp32 model's by IoU, not by logits.
 INT8_MIN_AGREEMENT = 0.97
 
@@ -146,12 +147,13 @@ def _eager_logits(model: nn.Module, x: np.ndarray) -> np.ndarray:
 def verify(model: nn.Module, path: Path, fmt: str, sizes, seed: int = 0) -> float:
     """Max |exported - eager| over random inputs at the given sizes; raise above tolerance."""
     backend = load_backend(path, "torch" if fmt == "half" else fmt, device="cpu")
-    tolerance = HALF_TOLERANCE if fmt == "half" else PARITY_TOLERANCE
     rng = np.random.default_rng(seed)
-    worst = 0.0
+    worst, largest = 0.0, 1.0
     for h, w in sizes:
         x = rng.standard_normal((2, 3, h, w), dtype=np.float32)
-        worst = max(worst, float(np.abs(backend(x) - _eager_logits(model, x)).max()))
+        eager = _eager_logits(model, x)
+        worst, largest = max(worst, float(np.abs(backend(x) - eager).max())), max(largest, float(np.abs(eager).max()))
+    tolerance = HALF_TOLERANCE * largest if fmt == "half" else PARITY_TOLERANCE
     if worst > tolerance:
         raise RuntimeError(f"{path}: output differs from the eager model by {worst:.2e} (> {tolerance:g})")
     return worst

@@ -71,6 +71,19 @@ class Scan:
         return f"{self.root} ({self.layout} layout, {len(self.pairs)} pairs used):\n" + "\n".join(lines)
 
 
+def pairs_under(roots: list[str], flag: str = "--data") -> list[Pair]:
+    """Every usable pair under these roots (what was left out reported once per root)."""
+    pairs = []
+    for root in roots:
+        scan = scan_root(root)
+        if scan.report():
+            print(scan.report())
+        pairs += scan.pairs
+    if not pairs:
+        raise UserError(f"{flag} {' '.join(map(str, roots))}: no usable image/mask pairs found")
+    return pairs
+
+
 def detect_layout(root: Path) -> str:
     if not root.exists():
         where = "" if root.is_absolute() else f" (looked for {root.resolve()}: relative to the working directory)"

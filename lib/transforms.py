@@ -31,6 +31,7 @@ class TrainTransform:
     ):
         self.prep = prep
         self.early_epochs = early_epochs if early_size else 0
+        self.early_size = tuple(early_size) if early_size else None
         self.pipeline = self._pipeline(tuple(prep.input_size), strength)
         self.early_pipeline = self._pipeline(tuple(early_size), strength) if self.early_epochs else None
 

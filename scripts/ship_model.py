@@ -1,0 +1,58 @@
+"""Ship a run's best weights under models/: fp16 .pt (fine-tuning, init_from), fp32 ONNX, int8 ONNX.
+
+    python -m scripts.ship_model --ckpt experiments/exp1/weights/best.pt --recipe gin/lite_cpu.gin --name lite
+
+The files say which recipe made them instead of the run folder (a clone has no experiments/):
+evaluate.py then scores a shipped model on its recipe's test split, made again from the recipe's
+roots, fractions and seed. int8 is calibrated on the run's train split and checked on its val split.
+Each file is checked like export.py checks it; nothing in models/ is overwritten unless --replace.
+"""
+
+import argparse
+from pathlib import Path
+
+from lib.config import ROOT
+from lib.errors import UserError, run_cli
+from lib.evaluate import find_run_dir
+from lib.export import export_all, webcam_like_frames
+from lib.model import load_checkpoint
+from lib.model_info import ModelInfo
+from lib.run_folder import load_splits
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--ckpt", required=True, help="the run's weights/best.pt")
+    parser.add_argument("--recipe", required=True, help="the gin file the run was launched with, e.g. gin/lite_cpu.gin")
+    parser.add_argument("--name", default="lite", help="models/<name>.pt, <name>.onnx, <name>_int8.onnx")
+    parser.add_argument("--out", default=str(ROOT / "models"))
+    parser.add_argument("--replace", action="store_true", help="overwrite the shipped files (a better model)")
+    args = parser.parse_args()
+    if not (ROOT / args.recipe).is_file():
+        raise UserError(f"--recipe {args.recipe}: no such file in {ROOT}")
+    out = Path(args.out)
+    targets = [out / f"{args.name}{suffix}" for suffix in (".pt", ".onnx", "_int8.onnx")]
+    if any(t.exists() for t in targets) and not args.replace:
+        raise UserError(f"--out {out}: {args.name}.* exist already; pass --replace to ship a better model over them")
+    model, info = load_checkpoint(args.ckpt)
+    run_dir = find_run_dir(Path(args.ckpt), info)
+    if run_dir is None:
+        raise UserError(f"--ckpt {args.ckpt}: its run folder (for the calibration photos) is not found")
+    splits = load_splits(run_dir)
+    meta = {k: v for k, v in info.meta.items() if k != "run_dir"} | {"recipe": args.recipe, "run": run_dir.name}
+    shipped = ModelInfo(info.spec, info.prep, meta)
+    calibration, check = webcam_like_frames(splits["train"], 64), webcam_like_frames(splits["val"], 32)
+    out.mkdir(parents=True, exist_ok=True)
+    results = export_all(model, shipped, out, args.name, ["onnx", "half", "int8"], calibration=calibration,
+                         check_frames=check)  # fmt: skip
+    Path(results["half"]["path"]).replace(out / f"{args.name}.pt")  # the fp16 checkpoint is the shipped .pt
+    for fmt, result in results.items():
+        check_text = (f"masks agree with fp32 by IoU {result['mask_agreement']:.4f}" if fmt == "int8"
+                      else f"max |diff| vs eager {result['max_abs_diff']:.1e}")  # fmt: skip
+        print(f"{fmt:<5} {result['path'].replace('_fp16.pt', '.pt')}  {check_text}")
+    for target in targets:
+        print(f"{target}: {target.stat().st_size / 2**20:.1f} MiB")
+
+
+if __name__ == "__main__":
+    run_cli(main)
