@@ -48,7 +48,11 @@ fi
 for recipe in $RECIPES; do
   start=$(date +%s)
   status=0
-  "${LAUNCH[@]}" train.py --gin "gin/$recipe.gin" \
+  INIT=()  # the lite recipe continues from the shipped CPU-trained weights (same network)
+  if [ "$recipe" = lite ] && [ -f models/lite.pt ] && [ -z "${TINY:-}" ]; then
+    INIT=(--gin-param "build_model.init_from='models/lite.pt'")
+  fi
+  "${LAUNCH[@]}" train.py --gin "gin/$recipe.gin" "${INIT[@]}" \
     --gin-param "make_splits.roots=$ROOTS" --gin-param "build_model.encoder_weights=$WEIGHTS" \
     --gin-param "train.run_root='$RUNS/$recipe'" --gin-param "train.log_with=('tensorboard',)" \
     "${EXTRA[@]}" > "$RUNS/$recipe.log" 2>&1 || status=$?

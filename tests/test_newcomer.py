@@ -39,8 +39,14 @@ def test_a_failed_launch_leaves_no_numbered_folder(tmp_path, data, binding, mess
     with pytest.raises(UserError, match=message):
         train(tmp_path, data, binding, "train.max_steps = 1")
     assert not (tmp_path / "exps").exists() or not list((tmp_path / "exps").glob("exp*"))
-    reset()
-    assert train(tmp_path, data, "train.max_steps = 1").name == "exp1"  # the next good run is exp1
+
+
+def test_after_failed_launches_the_next_good_run_is_exp1(tmp_path, data):
+    for binding in ("make_splits.roots = ['/nowhere']", "build_model.encoder_name = 'resnet999'"):
+        with pytest.raises(UserError):
+            train(tmp_path, data, binding, "train.max_steps = 1")
+        reset()
+    assert train(tmp_path, data, "train.max_steps = 1").name == "exp1"
 
 
 def test_a_recipes_missing_data_says_how_to_point_it_elsewhere(tmp_path):

@@ -103,6 +103,7 @@ def test_run_folder_holds_everything(tmp_path, data):
     assert info.meta["epoch"] == results["best"]["epoch"]
 
 
+@pytest.mark.slow  # several training runs
 def test_runs_are_numbered(tmp_path, data):
     first = train(tmp_path, data, "train.max_steps = 1")
     reset()
@@ -112,6 +113,7 @@ def test_runs_are_numbered(tmp_path, data):
     assert run_folder.new_run_dir(tmp_path / "exps").name == "exp8"
 
 
+@pytest.mark.slow  # several training runs
 def test_validation_iou_rises_on_learnable_data(tmp_path):
     roots = [make_folder(tmp_path / "easy", n=16)]
     run_dir = train(
@@ -127,6 +129,7 @@ def test_validation_iou_rises_on_learnable_data(tmp_path):
     assert history[-1]["train_loss"] < history[0]["train_loss"]
 
 
+@pytest.mark.slow  # several training runs
 def test_a_resumed_runs_config_starts_a_new_run_when_reused(tmp_path, data, monkeypatch):
     """--resume reaches train() as an argument: the operative config records no `train.resume`."""
     first = train(tmp_path, data, "train.epochs = 2", "train.max_steps = 4")
@@ -169,6 +172,7 @@ class StopAfter:
         return Stop()
 
 
+@pytest.mark.slow  # several training runs
 def test_interrupt_then_resume_equals_an_uninterrupted_run(tmp_path, data, monkeypatch):
     steps = ["train.epochs = 3"]
     straight = train(tmp_path, data, *steps)
@@ -190,6 +194,7 @@ def test_interrupt_then_resume_equals_an_uninterrupted_run(tmp_path, data, monke
     assert [h["val_iou"] for h in history_a] == pytest.approx([h["val_iou"] for h in history_b], abs=1e-6)
 
 
+@pytest.mark.slow  # several training runs
 def test_bf16_and_gradient_accumulation(tmp_path, data, capsys):
     run_dir = train(tmp_path, data, "train.epochs = 2", "train.grad_accum = 2", "train.mixed_precision = 'bf16'")
     results = json.loads((run_dir / "metrics.json").read_text())

@@ -1,0 +1,87 @@
+"""The shipped model (models/lite.*): it loads through every path and finds the people in the
+committed sample photos. These are halved copies of photos from the sets it was trained on, some
+of them in its training split, so this checks that the files work, not how good the model is
+(models/README.md scores it on its test split).
+
+The bar, person IoU 0.85 over the 24 samples (16 portraits, 8 full-body, scored at mask
+resolution): a model that answers "person" everywhere scores the person's share of the picture,
+about 0.4 here; an untrained network of this architecture scores below 0.5; a broken export
+(wrong normalisation, swapped colours, a mask upside down) falls far below 0.85. The shipped model
+scores about 0.95 (models/README.md), so platform noise cannot fail it.
+"""
+
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from conftest import ROOT
+
+from lib.evaluate import evaluate
+from lib.inference import load_segmenter
+from lib.model import build_model, create, read_checkpoint
+from lib.pairs import pairs_under
+
+MODELS = ROOT / "models"
+SAMPLES = [str(ROOT / "samples" / "portraits"), str(ROOT / "samples" / "fullbody")]
+BAR = 0.85
+
+
+@pytest.mark.parametrize("name", ["lite.onnx", "lite.pt", "lite_int8.onnx"])
+def test_the_shipped_files_find_people_in_the_samples(name):
+    result = evaluate(str(MODELS / name), data=SAMPLES, progress=False, num_workers=0)
+    assert result["n"] == 24 and result["iou"] > BAR, result["iou"]
+    for root, scores in result["by_root"].items():
+        assert scores["iou"] > BAR - 0.05, root  # portraits and full-body photos alike
+
+
+def test_the_bar_is_out_of_reach_of_a_trivial_or_untrained_model(tmp_path):
+    """What the bar is for: the same samples through an untrained network of the shipped
+    architecture, and through an 'everything is person' answer, score far below it."""
+    info, _ = read_checkpoint(MODELS / "lite.pt")
+    torch.manual_seed(0)
+    untrained = create(info.spec.arch, info.spec.encoder_name, info.spec.model_kwargs)
+    from lib.export import export_onnx
+
+    path = export_onnx(untrained.eval(), info, tmp_path / "untrained.onnx")
+    assert evaluate(str(path), data=SAMPLES, progress=False, num_workers=0)["iou"] < 0.6
+    pairs = pairs_under(SAMPLES)
+    from lib.pairs import read_mask
+
+    person = sum(read_mask(p.mask_path, p.layout).sum() for p in pairs)
+    pixels = sum(read_mask(p.mask_path, p.layout).size for p in pairs)
+    assert person / pixels < 0.6  # the IoU of "everything is person"
+
+
+def test_load_segmenter_and_init_from_take_the_shipped_model():
+    frame = cv2.imread(str(pairs_under([SAMPLES[0]])[0].image_path))
+    onnx_prob, torch_prob = load_segmenter(MODELS / "lite.onnx")(frame), load_segmenter(MODELS / "lite.pt")(frame)
+    assert onnx_prob.shape == frame.shape[:2] and np.abs(onnx_prob - torch_prob).max() < 0.05  # fp16 weights in .pt
+    info, state = read_checkpoint(MODELS / "lite.pt")
+    assert info.meta["recipe"] == "gin/lite_cpu.gin" and (ROOT / info.meta["recipe"]).is_file()
+    spec = info.spec
+    model, _ = build_model(spec.arch, spec.encoder_name, None, spec.model_kwargs, init_from=str(MODELS / "lite.pt"))
+    assert torch.equal(model.state_dict()["encoder.features.0.0.weight"], state["encoder.features.0.0.weight"].float())
+
+
+@pytest.mark.slow
+def test_webcam_uses_the_shipped_model_by_default(tmp_path):
+    video = tmp_path / "clip.avi"
+    frame = cv2.resize(cv2.imread(str(pairs_under([SAMPLES[0]])[0].image_path)), (320, 240))
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10, (320, 240))
+    for _ in range(5):
+        writer.write(frame)
+    writer.release()
+    out = tmp_path / "out.avi"
+    proc = subprocess.run(
+        [sys.executable, "webcam.py", "--source", str(video), "--no-display", "--output", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    cap = cv2.VideoCapture(str(out))
+    ok, first = cap.read()
+    cap.release()
+    assert ok and first.shape == (240, 320, 3)
+    assert np.abs(first.astype(int) - frame.astype(int)).mean() > 2  # the background was blurred
