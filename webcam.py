@@ -54,8 +54,12 @@ def parse_options() -> Options:
         help=f"frames in the model at once: more FPS on a CPU, more latency ({d.workers})",
     )
     add("--every", type=int, help=f"run the model on every N-th frame only ({d.every})")
-    add("--change-threshold", type=float, help="rerun the model only when the picture changed by this many grey "
-        f"levels (mean over a thumbnail; 0: every frame) ({d.change_threshold})")  # fmt: skip
+    add(
+        "--change-threshold",
+        type=float,
+        help="rerun the model only when the picture changed by this many grey levels (mean over a thumbnail; "
+        f"1.5 halves the work of a still camera; 0: every frame) ({d.change_threshold})",
+    )
     add("--max-skip", type=int, help=f"with --change-threshold: frames the model may skip in a row ({d.max_skip})")
     add(
         "--refine",
