@@ -34,6 +34,7 @@ SETTINGS = {  # name -> Options changes; "defaults" is webcam.py with no flags
     "refine": {"refine": True},
     "change gate": {"change_threshold": 1.5},
     "2 model workers": {"workers": 2},
+    "1 thread": {"threads": 1},
 }
 
 
