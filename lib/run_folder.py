@@ -43,6 +43,7 @@ class LoopState:
     history: list = field(default_factory=list)
     best: dict | None = None
     epoch_loss: list = field(default_factory=lambda: [0.0, 0])  # sum, count in the current epoch
+    seconds: float = 0.0  # training time so far, over every resume: what train.max_minutes counts
 
     def end_epoch(self, epoch: int, val: dict, images_per_s: float) -> bool:
         """Record an epoch's scores; True when its validation IoU is the best so far."""

@@ -102,12 +102,14 @@ class TimeBudget:
 
     def __init__(self, minutes: float, planned_steps: int, steps_per_epoch: int):
         self.seconds, self.planned_steps, self.steps_per_epoch = minutes * 60, planned_steps, steps_per_epoch
-        self.started, self.epoch_seconds = time.perf_counter(), []
+        self.epoch_seconds = []
 
-    def fit(self, epochs_done: int, epoch_s: float) -> int:
+    def fit(self, epochs_done: int, epoch_s: float, spent_s: float) -> int:
+        """spent_s: the run's training time so far, the time before a resume included (a budget
+        that restarted at each resume would grow the schedule and raise the learning rate again)."""
         self.epoch_seconds.append(epoch_s)
         pace = sum(self.epoch_seconds[-3:]) / len(self.epoch_seconds[-3:])
-        left = self.seconds - (time.perf_counter() - self.started)
+        left = self.seconds - spent_s
         total = [fit_to_budget(self.planned_steps, epochs_done, self.steps_per_epoch, pace, left)]
         broadcast_object_list(total)
         return total[0]
@@ -284,6 +286,7 @@ def train(
     progress = tqdm(total=loop.total_steps, initial=loop.step, disable=not main, unit="step", dynamic_ncols=True)
     say = progress.write if main else (lambda message: None)
     first_step, carried = loop.step + 1, carried_split_bindings() if resume else ""
+    clock_zero = time.perf_counter() - loop.seconds  # so the clock counts the time before a resume
     start_epoch, done_in_epoch = divmod(loop.step, steps_per_epoch)
     try:
         for epoch in range(start_epoch, epochs):
@@ -319,6 +322,7 @@ def train(
                     scalars = {"train/loss": loss_value, "train/lr": scheduler.get_last_lr()[0]}
                     accelerator.log(scalars | {"train/images_per_s": speed}, step=loop.step)
                 if stop_now:
+                    loop.seconds = time.perf_counter() - clock_zero
                     folder.save_state(loop)
                     raise interrupted(loop.step, epoch, run_dir)
                 if loop.step >= loop.total_steps:
@@ -328,7 +332,8 @@ def train(
             improved = loop.end_epoch(epoch + 1, val, speed)
             accelerator.log({f"val/{k}": v for k, v in val.items() if k != "n"} | {"epoch": epoch + 1}, step=loop.step)
             say(epoch_line(epoch + 1, epochs, loop, val, speed, improved))
-            if budget and (total := budget.fit(epoch + 1, time.perf_counter() - epoch_start)) != loop.total_steps:
+            loop.seconds, epoch_s = time.perf_counter() - clock_zero, time.perf_counter() - epoch_start
+            if budget and (total := budget.fit(epoch + 1, epoch_s, loop.seconds)) != loop.total_steps:
                 say(f"train.max_minutes={max_minutes}: schedule set to {total} steps")
                 loop.total_steps = progress.total = total
             folder.save_weights(model, loop, epoch + 1, val, improved)
@@ -341,7 +346,8 @@ def train(
     accelerator.wait_for_everyone()
     if main:
         folder.write_config(carried)  # again: configurables first called after step 1 are in it now
-        results = {"run": str(run_dir), "steps": loop.step, "best": loop.best, "history": loop.history}
+        results = {"run": str(run_dir), "steps": loop.step, "training_minutes": round(loop.seconds / 60, 1)}
+        results |= {"best": loop.best, "history": loop.history}
         results |= test_and_export(run_dir, info, splits, export_formats, accelerator.device, accelerator.print)
         accelerator.print(f"done: {folder.write_metrics(results)}")
     accelerator.wait_for_everyone()

@@ -194,6 +194,25 @@ def test_interrupt_then_resume_equals_an_uninterrupted_run(tmp_path, data, monke
     assert [h["val_iou"] for h in history_a] == pytest.approx([h["val_iou"] for h in history_b], abs=1e-6)
 
 
+def test_a_resumed_run_counts_the_time_before_the_resume_against_its_budget(tmp_path, data, monkeypatch):
+    """A budget that restarted at each resume would grow the schedule back and raise the learning rate."""
+    monkeypatch.setattr(lib.train, "StopRequest", StopAfter(5))  # stop after step 6, mid-epoch 2 of 5
+    with pytest.raises(lib.train.Interrupted):
+        train(tmp_path, data, "train.epochs = 5", "train.max_minutes = 10")
+    run_dir = tmp_path / "exps" / "exp1"
+    loop_file = run_dir / "checkpoints" / "step_6" / "loop.json"
+    loop = json.loads(loop_file.read_text())
+    assert 0 < loop["seconds"] < 600
+    loop_file.write_text(json.dumps(loop | {"seconds": 600 - 1e-3}))  # as if 10 minutes were spent before
+    monkeypatch.undo()
+    reset()
+    parse_for_resume(str(run_dir), [], [])
+    lib.train.train(resume=str(run_dir))
+    results = json.loads((run_dir / "metrics.json").read_text())
+    assert results["steps"] == 8 and len(results["history"]) == 2  # ends with the epoch it was in, not epoch 5
+    assert results["training_minutes"] >= 10.0
+
+
 @pytest.mark.slow  # several training runs
 def test_bf16_and_gradient_accumulation(tmp_path, data, capsys):
     run_dir = train(tmp_path, data, "train.epochs = 2", "train.grad_accum = 2", "train.mixed_precision = 'bf16'")
