@@ -12,6 +12,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 : "${OUT:?set OUT to the folder that comes back}"
+mkdir -p "$OUT"
 PACK=${PACK:-.pack}
 RECIPES=${RECIPES:-lite quality}
 MINUTES=${MINUTES:-3}
