@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 
 from lib.compose import Compositor
-from lib.metrics import flicker_rate
+from lib.metrics import boundary_f, flicker_rate
 from lib.pairs import Pair, read_image, read_mask
 from lib.sinks import Sink
 from lib.sources import Frame, Source
@@ -92,17 +92,20 @@ class MatteSink(Sink):
 
 
 def clip_quality(masks: list[np.ndarray], clip: Clip) -> dict:
-    """IoU summed over every frame; flicker: the share of pixels whose label flips between two
-    frames of the same photo while the truth does not, in the still and the moving part."""
+    """IoU summed over every frame; boundary F per frame at the frame's size (the outline the
+    viewer sees), averaged; flicker: the share of pixels whose label flips between two frames of
+    the same photo while the truth does not, in the still and the moving part."""
     inter = union = 0
-    flips = {False: [], True: []}
+    flips, edges = {False: [], True: []}, []
     for i, (pred, truth) in enumerate(zip(masks, clip.truths, strict=True)):
         inter += np.count_nonzero(pred & (truth > 0))
         union += np.count_nonzero(pred | (truth > 0))
+        edges.append(boundary_f(pred, truth))
         if i and not clip.first[i] and clip.moving[i] == clip.moving[i - 1]:
             flips[clip.moving[i]].append(flicker_rate(masks[i - 1], pred, clip.truths[i - 1], truth))
     return {
         "iou": inter / max(union, 1),
+        "boundary_f": float(np.mean(edges)),
         "flicker_still": float(np.mean(flips[False])) if flips[False] else 0.0,
         "flicker_moving": float(np.mean(flips[True])) if flips[True] else 0.0,
     }

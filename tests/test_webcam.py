@@ -333,10 +333,15 @@ def test_live_benchmark_clip_and_scores():
     assert np.array_equal(clip.truths[0], clip.truths[2])  # the camera is still: the truth stays put
     assert not np.array_equal(clip.truths[3], clip.truths[4])  # then it moves
     perfect = [t > 0 for t in clip.truths]
-    assert clip_quality(perfect, clip) == {"iou": 1.0, "flicker_still": 0.0, "flicker_moving": 0.0}
+    assert clip_quality(perfect, clip) == {"iou": 1.0, "boundary_f": 1.0, "flicker_still": 0.0, "flicker_moving": 0.0}
     frozen = [perfect[0]] * 6 + [perfect[6]] * 6  # never flickers, and misses the motion
     scores = clip_quality(frozen, clip)
-    assert scores["flicker_moving"] == 0.0 and scores["iou"] < 1.0
+    assert scores["flicker_moving"] == 0.0 and scores["iou"] < 1.0 and scores["boundary_f"] < 1.0
+    blocky = [
+        cv2.resize(cv2.resize(p.astype(np.uint8), (10, 8)), (160, 120), interpolation=cv2.INTER_NEAREST) > 0
+        for p in perfect
+    ]  # an outline upscaled from a tiny mask: the area mostly right, the edge not
+    assert clip_quality(blocky, clip)["boundary_f"] < clip_quality(blocky, clip)["iou"]
     blinking = [p if i % 2 else ~p for i, p in enumerate(perfect)]  # every other frame inverted
     assert clip_quality(blinking, Clip(clip.frames, clip.truths, clip.moving, clip.first))["flicker_still"] > 0.5
 
@@ -354,6 +359,7 @@ def test_live_benchmark_script(exported, tmp_path):
     assert [r["setting"] for r in rows] == ["defaults", "change gate"]
     assert rows[0]["quality"]["model_calls"] == 1.0 and rows[1]["quality"]["model_calls"] < 1.0
     assert all(r["640x480"]["fps"] > 0 and 0 <= r["quality"]["iou"] <= 1 for r in rows)
+    assert all(0 <= r["quality"]["boundary_f"] <= 1 for r in rows)
     assert "| tiny.onnx | defaults |" in out.stdout and "blur compositing per frame" in out.stdout
 
 
