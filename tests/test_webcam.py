@@ -341,7 +341,8 @@ def test_live_benchmark_clip_and_scores():
         cv2.resize(cv2.resize(p.astype(np.uint8), (10, 8)), (160, 120), interpolation=cv2.INTER_NEAREST) > 0
         for p in perfect
     ]  # an outline upscaled from a tiny mask: the area mostly right, the edge not
-    assert clip_quality(blocky, clip)["boundary_f"] < clip_quality(blocky, clip)["iou"]
+    blocky_scores = clip_quality(blocky, clip)
+    assert blocky_scores["boundary_f"] < blocky_scores["iou"]
     blinking = [p if i % 2 else ~p for i, p in enumerate(perfect)]  # every other frame inverted
     assert clip_quality(blinking, Clip(clip.frames, clip.truths, clip.moving, clip.first))["flicker_still"] > 0.5
 
