@@ -13,8 +13,9 @@ import torch
 from torch.utils.data import DataLoader, Sampler
 
 from lib.config import parse
+from lib.copy_paste import SceneComposer, plate_split
 from lib.errors import UserError
-from lib.pairs import SPLIT_NAMES, Pair, read_image, read_mask, scan_root, split_pairs
+from lib.pairs import IGNORE, SPLIT_NAMES, Pair, read_image, read_target, scan_root, split_pairs
 from lib.preprocess import Preprocess
 from lib.transforms import EvalTransform, TrainTransform
 
@@ -25,15 +26,19 @@ DATA_HINT = (
 
 
 class EpochSampler(Sampler[int]):
-    """A seeded shuffle per epoch that passes the epoch to the dataset inside the key.
+    """A seeded shuffle per epoch that passes the epoch, and each batch's orientation, to the dataset
+    inside the key.
 
-    Keys are epoch * n + index. Augmentation then depends only on (seed, epoch, index): the same
-    in any worker or process, after a resume, and with persistent workers, which keep their own
-    copy of the dataset and never see an attribute set on it after they start.
+    Keys are (epoch * 2 + landscape) * n + index, with landscape drawn once per batch of
+    `batch_size` consecutive keys (a batch has one shape; webcams deliver 4:3 and 16:9 landscape
+    frames, the photos are portraits). Augmentation then depends only on (seed, epoch, index): the
+    same in any worker or process, after a resume, and with persistent workers, which keep their
+    own copy of the dataset and never see an attribute set on it after they start.
     """
 
-    def __init__(self, n: int, seed: int = 0):
+    def __init__(self, n: int, seed: int = 0, batch_size: int = 1, landscape_share: float = 0.0):
         self.n, self.seed, self.epoch = n, seed, 0
+        self.batch_size, self.landscape_share = batch_size, landscape_share
 
     def set_epoch(self, epoch: int) -> None:  # Accelerate's prepared loader forwards this
         self.epoch = epoch
@@ -43,12 +48,24 @@ class EpochSampler(Sampler[int]):
 
     def __iter__(self):
         generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-        return iter((self.epoch * self.n + torch.randperm(self.n, generator=generator)).tolist())
+        order = torch.randperm(self.n, generator=generator).tolist()
+        batches = -(-self.n // self.batch_size)
+        landscape = (torch.rand(batches, generator=generator) < self.landscape_share).tolist()
+        return iter(
+            (self.epoch * 2 + landscape[i // self.batch_size]) * self.n + index for i, index in enumerate(order)
+        )
+
+
+def decode_key(key: int, n: int) -> tuple[int, bool, int]:
+    """EpochSampler's key -> (epoch, landscape, index)."""
+    rest, index = divmod(key, n)
+    epoch, landscape = divmod(rest, 2)
+    return epoch, bool(landscape), index
 
 
 def read_pair(pair: Pair) -> tuple[np.ndarray, np.ndarray]:
-    """RGB image and {0,1} mask at full resolution; OSError naming the file when one is unusable."""
-    image, mask = read_image(pair.image_path), read_mask(pair.mask_path, pair.layout)
+    """RGB image and target (0, 1, IGNORE) at full resolution; OSError naming the file when one is unusable."""
+    image, mask = read_image(pair.image_path), read_target(pair)
     if image.shape[:2] != mask.shape:
         raise OSError(f"{pair.mask_path}: mask size {mask.shape} differs from its image's {image.shape[:2]}")
     return image, mask
@@ -70,7 +87,7 @@ class DecodedCache:
 
     def key(self, pair: Pair) -> str:
         parts = [str(self.long_side), pair.layout]
-        for path in (pair.image_path, pair.mask_path):
+        for path in (pair.image_path, pair.mask_path, *([pair.ignore_path] if pair.ignore else [])):
             stat = path.stat()
             parts += [str(path.resolve()), str(stat.st_size), str(stat.st_mtime_ns)]
         return hashlib.sha1("|".join(parts).encode()).hexdigest()
@@ -89,12 +106,19 @@ class DecodedCache:
         if scale < 1:
             size = (max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale)))
             image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-            mask = (cv2.resize(mask * 255, size, interpolation=cv2.INTER_AREA) >= 128).astype(np.uint8)
+            mask = resize_target(mask, size)
         stacked = np.dstack([image, mask])
         tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npy")  # workers may race on one photo
         np.save(tmp, stacked)
         os.replace(tmp, path)
         return stacked
+
+
+def resize_target(target: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """A 0/1/IGNORE target scaled down to size (w, h): person and unknown each by area, then thresholded."""
+    person = cv2.resize((target == 1).astype(np.uint8) * 255, size, interpolation=cv2.INTER_AREA) >= 128
+    unknown = cv2.resize((target == IGNORE).astype(np.uint8) * 255, size, interpolation=cv2.INTER_AREA) >= 128
+    return np.where(unknown & ~person, IGNORE, person).astype(np.uint8)
 
 
 class SegmentationDataset:
@@ -119,7 +143,7 @@ class SegmentationDataset:
         return self.cache.load(pair) if self.cache else read_pair(pair)
 
     def __getitem__(self, key: int) -> dict:
-        epoch, index = divmod(key, len(self.pairs))
+        epoch, landscape, index = decode_key(key, len(self.pairs))
         for offset in range(len(self.pairs)):
             i = (index + offset) % len(self.pairs)
             try:
@@ -130,7 +154,7 @@ class SegmentationDataset:
         else:
             raise UserError("no readable pair left in the dataset")
         seed = (self.seed * 1_000_003 + epoch) * 10_000_019 + index
-        sample = self.transform(image=image, mask=mask, seed=seed % 2**32, epoch=epoch)
+        sample = self.transform(image=image, mask=mask, seed=seed % 2**32, epoch=epoch, landscape=landscape, index=i)
         return {"image": sample["image"], "mask": sample["mask"], "index": index}
 
 
@@ -185,6 +209,33 @@ def _ignore_sigint(worker_id: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
+@gin.configurable(denylist=["load_pair", "n_pairs"])
+def build_composer(
+    load_pair,
+    n_pairs: int,
+    paste_prob: float = 0.6,
+    max_people: int = 3,
+    height_range: tuple[float, float] = (0.1, 1.3),
+    zoom_out_prob: float = 0.25,
+    zoom_out_range: tuple[float, float] = (0.3, 0.85),
+    plate_prob: float = 0.35,
+) -> SceneComposer:
+    """People composited into scenes (lib/copy_paste.py). plate_prob: the share of zoomed-out samples
+    set on a people-free plate (plate_split's training plates) rather than on another training photo."""
+    for name, value in (("paste_prob", paste_prob), ("zoom_out_prob", zoom_out_prob), ("plate_prob", plate_prob)):
+        if not 0 <= value <= 1:
+            raise UserError(f"build_composer.{name}={value}: expected a probability between 0 and 1")
+    if max_people < 1 or not 0 < height_range[0] <= height_range[1] or not 0 < zoom_out_range[0] <= zoom_out_range[1]:
+        raise UserError(
+            f"build_composer: max_people={max_people} (expected 1 or more), height_range={height_range} and "
+            f"zoom_out_range={zoom_out_range} (expected 0 < low <= high)"
+        )
+    plates, _ = plate_split()
+    return SceneComposer(
+        load_pair, n_pairs, plates, paste_prob, max_people, height_range, zoom_out_prob, zoom_out_range, plate_prob
+    )
+
+
 @gin.configurable(denylist=["splits", "seed"])  # the loop always passes them: a binding would be ignored
 def build_dataloaders(
     splits: dict[str, list[Pair]],
@@ -197,6 +248,8 @@ def build_dataloaders(
     cache_scale: float = 2.0,
     early_size: tuple[int, int] | None = None,
     early_epochs: int = 0,
+    landscape_share: float = 0.0,
+    scenes: bool = False,
     seed: int = 0,
 ) -> tuple[DataLoader, DataLoader, Preprocess]:
     """input_size is (height, width), portrait 3:4 like the photos; both multiples of 32.
@@ -205,7 +258,9 @@ def build_dataloaders(
     decoded there at cache_scale times the input's long side (DecodedCache); validation always
     reads the originals, exactly as evaluate.py does. early_size/early_epochs: train the first
     epochs at a smaller size (progressive resizing: a quarter fewer pixels is a quarter less work
-    on a CPU, and the coarse shapes are learned first anyway).
+    on a CPU, and the coarse shapes are learned first anyway). landscape_share: the share of
+    training batches turned landscape (webcams deliver 4:3 and 16:9). scenes: people composited
+    into scenes (build_composer, lib/copy_paste.py).
     """
     height, width = input_size
     for flag, (h, w) in (("input_size", input_size), ("early_size", early_size or input_size)):
@@ -218,8 +273,12 @@ def build_dataloaders(
         num_workers = min(8, os.cpu_count() or 1)
     prep = Preprocess(input_size=(height, width))
     cache = DecodedCache(cache_dir, round(cache_scale * max(height, width))) if cache_dir else None
+    if not 0 <= landscape_share <= 1:
+        raise UserError(f"build_dataloaders.landscape_share={landscape_share}: expected a share between 0 and 1")
     train_transform = TrainTransform(prep, augment_strength, early_size if early_epochs else None, early_epochs)
     train_set = SegmentationDataset(splits["train"], train_transform, seed=seed, cache=cache)
+    if scenes:  # other training pairs are the people to paste: the composer reads them as the dataset does
+        train_transform.composer = build_composer(train_set.load, len(train_set))
     val_set = SegmentationDataset(splits["val"], EvalTransform(prep), seed=seed)
     workers = {
         "worker_init_fn": _ignore_sigint,
@@ -227,7 +286,7 @@ def build_dataloaders(
         "persistent_workers": num_workers > 0,  # no re-spawn each epoch (seconds per epoch)
         "pin_memory": torch.cuda.is_available(),
     }
-    sampler = EpochSampler(len(train_set), seed)
+    sampler = EpochSampler(len(train_set), seed, batch_size, landscape_share)
     drop_last = len(train_set) > batch_size  # equal batches, unless the set is tiny
     train_dl = DataLoader(train_set, batch_size=batch_size, sampler=sampler, drop_last=drop_last, **workers)
     val_dl = DataLoader(val_set, batch_size=val_batch_size or batch_size, shuffle=False, **workers)

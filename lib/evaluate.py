@@ -16,7 +16,7 @@ from lib.data import recipe_splits
 from lib.errors import UserError
 from lib.inference import Segmenter, load_segmenter
 from lib.model_info import ModelInfo
-from lib.pairs import SPLIT_NAMES, Pair, pairs_under, read_mask, read_split
+from lib.pairs import IGNORE, SPLIT_NAMES, Pair, pairs_under, read_split, read_target
 from lib.pictures import prediction_row, save_grid
 
 SPLIT_CHOICES = (*SPLIT_NAMES, "all")
@@ -41,7 +41,7 @@ class RawPairs:
         if image is None:
             return i, None, f"{pair.image_path}: not a readable image"
         try:
-            mask = read_mask(pair.mask_path, pair.layout)
+            mask = read_target(pair)  # 0, 1, IGNORE
         except OSError as error:
             return i, None, str(error)
         if mask.shape != image.shape[:2]:
@@ -60,10 +60,12 @@ def _as_list(batch):
 
 
 def bce(prob: np.ndarray, truth: np.ndarray) -> float:
-    """Binary cross-entropy of the probability map (the reference's loss, at mask resolution)."""
-    p = np.clip(prob, 1e-7, 1 - 1e-7)
-    t = truth.astype(np.float32)
-    return float(-(t * np.log(p) + (1 - t) * np.log1p(-p)).mean())
+    """Binary cross-entropy of the probability map over the known pixels (the reference's loss, at
+    mask resolution)."""
+    known = truth != IGNORE
+    p = np.clip(prob[known], 1e-7, 1 - 1e-7)
+    t = truth[known].astype(np.float32)
+    return float(-(t * np.log(p) + (1 - t) * np.log1p(-p)).mean()) if p.size else 0.0
 
 
 def score(
@@ -98,12 +100,41 @@ def score(
 
     roots = sorted({p.root for p in pairs})
     by_root = {r: summary(np.array([i for i, p in enumerate(pairs) if p.root == r])) for r in roots}
+    clips = [clip_of(p) for p in pairs]
+    by_clip = {c: summary(np.array([i for i, k in enumerate(clips) if k == c])) for c in sorted(set(clips) - {None})}
     worst = heapq.nsmallest(n_worst, range(len(pairs)), key=lambda i: ious[i])
     per_image = [
         {"image": str(p.image_path), "iou": float(ious[i]), "boundary_f": float(boundaries[i])}
         for i, p in enumerate(pairs)
     ]
-    return {**summary(np.arange(len(pairs))), "by_root": by_root, "worst": worst, "per_image": per_image}
+    result = {**summary(np.arange(len(pairs))), "by_root": by_root, "worst": worst, "per_image": per_image}
+    return result | ({"by_clip": by_clip} if len(by_clip) > 1 else {})
+
+
+def clip_of(pair: Pair) -> str | None:
+    """`<clip>_<frame number>` names (video frames, e.g. davis_people) belong to a clip: scored per clip too."""
+    stem = Path(pair.image).stem
+    clip, _, frame = stem.rpartition("_")
+    return f"{Path(pair.root).name}/{clip}" if clip and frame.isdigit() else None
+
+
+def false_person(segmenter, images: list[Path], batch_size: int = 8) -> dict:
+    """On people-free frames (every pixel background): the share of pixels called person, overall and
+    the worst frame's. Peers call animals people; so may we."""
+    shares = []
+    for start in range(0, len(images), batch_size):
+        frames = []
+        for path in images[start : start + batch_size]:
+            frame = cv2.imread(str(path), cv2.IMREAD_COLOR)
+            if frame is None:
+                raise UserError(f"{path}: not a readable image")
+            frames.append(frame)
+        shares += [float(np.mean(prob > 0.5)) for prob in segmenter.predict_many(frames)]
+    return {
+        "n": len(shares),
+        "share": float(np.mean(shares)) if shares else float("nan"),
+        "worst": max(shares, default=0.0),
+    }
 
 
 def save_worst(path: Path, segmenter: Segmenter, pairs: list[Pair], result: dict, tta: bool = False) -> None:
@@ -168,9 +199,10 @@ def select_pairs(
 def format_table(result: dict) -> str:
     cols = ("n", "iou", "mean_iou", "median_iou", "dice", "boundary_f", "pixel_acc", "loss")
     rows = [("all", result)] + [(Path(r).name, m) for r, m in result["by_root"].items()] * (len(result["by_root"]) > 1)
-    lines = [f"{'data':<16}" + "".join(f"{c:>11}" for c in cols)]
+    rows += [(f"  {c.split('/', 1)[1]}", m) for c, m in result.get("by_clip", {}).items()]
+    lines = [f"{'data':<20}" + "".join(f"{c:>11}" for c in cols)]
     for name, m in rows:
-        lines.append(f"{name[:16]:<16}" + "".join(f"{m[c]:>11d}" if c == "n" else f"{m[c]:>11.4f}" for c in cols))
+        lines.append(f"{name[:20]:<20}" + "".join(f"{m[c]:>11d}" if c == "n" else f"{m[c]:>11.4f}" for c in cols))
     return "\n".join(lines)
 
 

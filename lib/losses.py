@@ -1,4 +1,8 @@
-"""Losses on person logits: SoftBCE (the reference), Dice, Lovász, and weighted sums of them."""
+"""Losses on person logits: SoftBCE (the reference), Dice, Lovász, and weighted sums of them.
+
+Targets are 1 (person), 0 (background) or 255 (unknown, lib.pairs.IGNORE): every term leaves the
+unknown pixels out, so a bystander nobody labelled is never taught as background.
+"""
 
 import gin
 import segmentation_models_pytorch as smp
@@ -7,15 +11,27 @@ from torch import nn
 
 from lib.errors import UserError
 
+UNKNOWN = 255  # lib.pairs.IGNORE (not imported: the loss stays free of the data modules)
+
+
+class MaskedBCE(nn.Module):
+    """The reference's SoftBCEWithLogitsLoss, averaged over the known pixels only (smp's own
+    ignore_index zeroes the unknown pixels but still divides by all of them)."""
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        known = (target != UNKNOWN).float()
+        loss = nn.functional.binary_cross_entropy_with_logits(logits, target * known, reduction="none")
+        return (loss * known).sum() / known.sum().clamp(min=1)
+
 
 def make_term(name: str) -> nn.Module:
     if name == "bce":
-        return smp.losses.SoftBCEWithLogitsLoss()
+        return MaskedBCE()
     if name == "dice":
-        return smp.losses.DiceLoss(mode="binary", from_logits=True)
+        return smp.losses.DiceLoss(mode="binary", from_logits=True, ignore_index=UNKNOWN)
     if name == "lovasz":
         # per_image: the Lovász extension of each image's IoU, averaged (as in the paper's setup)
-        return smp.losses.LovaszLoss(mode="binary", per_image=True, from_logits=True)
+        return smp.losses.LovaszLoss(mode="binary", per_image=True, from_logits=True, ignore_index=UNKNOWN)
     raise UserError(f"build_loss.weights: unknown loss {name!r}; expected some of 'bce', 'dice', 'lovasz'")
 
 

@@ -2,7 +2,8 @@
 
 Person IoU is computed from tp/fp/fn summed over the whole split (large people weigh more, as in
 the reference's number); mean per-image IoU treats every photo alike. An image with no person
-and no prediction counts as a perfect 1.0 for the per-image scores.
+and no prediction counts as a perfect 1.0 for the per-image scores. Unknown pixels (target 255,
+lib.pairs.IGNORE) count nowhere.
 """
 
 import cv2
@@ -11,28 +12,32 @@ import torch
 
 
 def confusion(logits: torch.Tensor, target: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
-    """Per-image counts, shape (N, 4): tp, fp, fn, tn. logits (N,1,H,W); target (N,1,H,W) in {0,1}.
+    """Per-image counts, shape (N, 4): tp, fp, fn, tn. logits (N,1,H,W); target (N,1,H,W) in {0,1}
+    or 255 (unknown: counted nowhere).
 
     threshold is on the probability; sigmoid(x) > t  <=>  x > logit(t).
     """
     pred = logits > torch.logit(torch.tensor(threshold)).item()
-    truth = target > 0.5
+    known = target != 255
+    truth = (target > 0.5) & known
+    background = (target < 0.5) & known
     dims = tuple(range(1, pred.ndim))
     tp = (pred & truth).sum(dims)
-    fp = (pred & ~truth).sum(dims)
+    fp = (pred & background).sum(dims)
     fn = (~pred & truth).sum(dims)
-    tn = (~pred & ~truth).sum(dims)
+    tn = (~pred & background).sum(dims)
     return torch.stack([tp, fp, fn, tn], dim=1).long()
 
 
 def confusion_np(prob: np.ndarray, truth: np.ndarray, threshold: float = 0.5) -> np.ndarray:
-    """The same counts for one image as numpy: prob HxW float, truth HxW {0,1}."""
+    """The same counts for one image as numpy: prob HxW float, truth HxW {0,1} or 255 (unknown)."""
     pred = prob > threshold
-    truth = truth > 0
-    tp = int(np.count_nonzero(pred & truth))
-    fp = int(np.count_nonzero(pred & ~truth))
-    fn = int(np.count_nonzero(~pred & truth))
-    return np.array([tp, fp, fn, pred.size - tp - fp - fn], dtype=np.int64)
+    known = truth != 255
+    person = truth == 1
+    tp = int(np.count_nonzero(pred & person))
+    fp = int(np.count_nonzero(pred & ~person & known))
+    fn = int(np.count_nonzero(~pred & person))
+    return np.array([tp, fp, fn, int(np.count_nonzero(known)) - tp - fp - fn], dtype=np.int64)
 
 
 def _ratio(num, den):
@@ -71,11 +76,13 @@ def boundary_f(pred: np.ndarray, truth: np.ndarray, tolerance: int | None = None
     """Boundary F-score (DAVIS): agreement of the two outlines within `tolerance` pixels.
 
     Default tolerance 0.8% of the image diagonal (DAVIS's choice): 8 px on a 600x800 photo.
-    Precision: share of predicted edge pixels near a true edge; recall: the converse.
+    Precision: share of predicted edge pixels near a true edge; recall: the converse. Edges that
+    lie in unknown pixels (truth 255) are left out of both.
     """
     if tolerance is None:
         tolerance = max(1, round(0.008 * float(np.hypot(*truth.shape))))
-    pred_edge, true_edge = _boundary(pred > 0), _boundary(truth > 0)
+    known = truth != 255
+    pred_edge, true_edge = _boundary(pred > 0) & known, _boundary(truth == 1) & known
     n_pred, n_true = np.count_nonzero(pred_edge), np.count_nonzero(true_edge)
     if n_pred == 0 and n_true == 0:
         return 1.0

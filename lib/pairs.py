@@ -5,6 +5,8 @@ Two layouts, detected from the root folder:
   matting/<group>/matting_<sub>/<name>.png; the person is the PNG's alpha channel.
 - folder: images/<name>.<jpg|png|webp|...> with masks/<name>.<png|...>, matched by the path
   below images/ and masks/ without its suffix; masks single-channel (0/255 or 0/1) or RGBA.
+  An optional ignore/<name>.png marks unknown pixels (nonzero: neither person nor background,
+  e.g. bystanders nobody labelled): the loss and every score leave them out.
 
 Bad files are found before training starts, from file headers (cheap: no decoding), and
 reported once; the run stops only when nothing usable is left.
@@ -24,6 +26,7 @@ from lib.errors import UserError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")  # photos, masks and frames alike
 SPLIT_NAMES = ("train", "val", "test")
+IGNORE = 255  # the value of an unknown pixel in a target (read_target): 0 background, 1 person
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,7 @@ class Pair:
     image: str
     mask: str
     layout: str  # "aisegment" or "folder"
+    ignore: str = ""  # ignore/<name>.png of a folder-layout root, or "" when the photo has none
 
     @property
     def image_path(self) -> Path:
@@ -42,6 +46,10 @@ class Pair:
     @property
     def mask_path(self) -> Path:
         return Path(self.root) / self.mask
+
+    @property
+    def ignore_path(self) -> Path | None:
+        return Path(self.root) / self.ignore if self.ignore else None
 
 
 @dataclass
@@ -147,7 +155,16 @@ def scan_root(root: str | Path, check: bool = True) -> Scan:
             root / "masks", IMAGE_SUFFIXES, lambda p: p.relative_to(root / "masks").with_suffix("")
         )
     rel = lambda p: str(p.relative_to(root))  # noqa: E731
-    pairs = [Pair(str(root), rel(images[k]), rel(masks[k]), layout) for k in images if k in masks]
+    ignores = {}
+    if layout == "folder" and (root / "ignore").is_dir():
+        ignores, _ = _files_by_key(
+            root / "ignore", IMAGE_SUFFIXES, lambda p: p.relative_to(root / "ignore").with_suffix("")
+        )
+    pairs = [
+        Pair(str(root), rel(images[k]), rel(masks[k]), layout, rel(ignores[k]) if k in ignores else "")
+        for k in images
+        if k in masks
+    ]
     scan = Scan(
         root=str(root),
         layout=layout,
@@ -188,7 +205,7 @@ def _has_alpha(im: Image.Image) -> bool:
 def check_pair(pair: Pair) -> str | None:
     """Why this pair cannot be used (naming the file), or None. Reads headers only."""
     sizes = []
-    for path in (pair.image_path, pair.mask_path):
+    for path in (pair.image_path, pair.mask_path, *([pair.ignore_path] if pair.ignore else [])):
         try:
             with Image.open(path) as im:
                 sizes.append(im.size)
@@ -202,8 +219,10 @@ def check_pair(pair: Pair) -> str | None:
             f"{pair.mask_path}: no alpha channel (mode {mode}); AISegment mattes keep the person "
             "in the 4th (alpha) channel of an RGBA PNG"
         )
-    if sizes[0] != sizes[1]:
-        return f"{pair.mask_path}: mask is {sizes[1][0]}x{sizes[1][1]} but its image is {sizes[0][0]}x{sizes[0][1]}"
+    for path, size in zip((pair.mask_path, pair.ignore_path), sizes[1:], strict=False):
+        if size != sizes[0]:
+            what = "mask" if path == pair.mask_path else "ignore mask"
+            return f"{path}: {what} is {size[0]}x{size[1]} but its image is {sizes[0][0]}x{sizes[0][1]}"
     return None
 
 
@@ -235,6 +254,19 @@ def read_mask(path: Path, layout: str) -> np.ndarray:
     if values.max(initial=0) == 1:
         full_scale = 1  # label maps with person = 1
     return (values.astype(np.float32) >= full_scale / 2).astype(np.uint8)
+
+
+def read_target(pair: Pair) -> np.ndarray:
+    """HxW uint8: 1 person, 0 background, IGNORE where the pair's ignore mask marks unknown pixels."""
+    target = read_mask(pair.mask_path, pair.layout)
+    if pair.ignore:
+        unknown = cv2.imread(str(pair.ignore_path), cv2.IMREAD_GRAYSCALE)
+        if unknown is None:
+            raise OSError(f"{pair.ignore_path}: not a readable image")
+        if unknown.shape != target.shape:
+            raise OSError(f"{pair.ignore_path}: ignore mask {unknown.shape} differs from its mask's {target.shape}")
+        target[unknown > 0] = IGNORE
+    return target
 
 
 def split_pairs(pairs: list[Pair], split: Sequence[float], seed: int) -> dict[str, list[Pair]]:
@@ -274,7 +306,9 @@ def split_pairs(pairs: list[Pair], split: Sequence[float], seed: int) -> dict[st
 
 
 def write_split(path: Path, pairs: list[Pair]) -> None:
-    lines = ["# root\timage\tmask\tlayout"] + [f"{p.root}\t{p.image}\t{p.mask}\t{p.layout}" for p in pairs]
+    lines = ["# root\timage\tmask\tlayout\tignore"] + [
+        f"{p.root}\t{p.image}\t{p.mask}\t{p.layout}\t{p.ignore}" for p in pairs
+    ]
     path.write_text("\n".join(lines) + "\n")
 
 
@@ -286,8 +320,8 @@ def read_split(path: Path) -> list[Pair]:
         if not line.strip() or line.startswith("#"):
             continue
         fields = line.split("\t")
-        if len(fields) != 4 or fields[3] not in ("aisegment", "folder"):
-            raise UserError(f"{path}, line {number}: expected root, image, mask, layout separated by tabs")
+        if len(fields) not in (4, 5) or fields[3] not in ("aisegment", "folder"):
+            raise UserError(f"{path}, line {number}: expected root, image, mask, layout (and ignore) separated by tabs")
         pairs.append(Pair(*fields))
     missing = [p for p in pairs if not p.image_path.is_file()]
     if missing:

@@ -13,17 +13,22 @@ from lib.compose import blend, blurred, soften  # noqa: E402
 
 
 def _gray3(mask: np.ndarray) -> np.ndarray:
+    """A probability or a target as grey; a target's unknown pixels (255) mid-grey with a tint."""
     m = (np.clip(mask, 0, 1) * 255).astype(np.uint8)
-    return np.dstack([m, m, m])
+    out = np.dstack([m, m, m])
+    out[mask == 255] = (110, 90, 140)
+    return out
 
 
 def error_map(prob: np.ndarray, truth: np.ndarray) -> np.ndarray:
-    """RGB: grey = correct person, red = false person (fp), blue = missed person (fn)."""
-    pred, truth = prob > 0.5, truth > 0
+    """RGB: grey = correct person, red = false person (fp), blue = missed person (fn), purple =
+    unknown pixels (not scored)."""
+    pred, known, truth = prob > 0.5, truth != 255, truth == 1
     out = np.zeros((*truth.shape, 3), np.uint8)
     out[pred & truth] = (170, 170, 170)
-    out[pred & ~truth] = (230, 40, 40)
+    out[pred & ~truth & known] = (230, 40, 40)
     out[~pred & truth] = (40, 80, 230)
+    out[~known] = (110, 90, 140)
     return out
 
 

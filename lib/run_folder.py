@@ -28,7 +28,7 @@ from lib.errors import UserError
 from lib.inference import Segmenter, torch_backend
 from lib.model import save_checkpoint
 from lib.model_info import ModelInfo
-from lib.pairs import SPLIT_NAMES, Pair, read_image, read_mask, read_split, write_split
+from lib.pairs import SPLIT_NAMES, Pair, read_image, read_split, read_target, write_split
 from lib.pictures import prediction_row, save_curves, save_grid
 
 CHECKPOINT_RE = re.compile(r"^step_(\d+)$")
@@ -50,6 +50,7 @@ class LoopState:
         train_loss = self.epoch_loss[0] / max(1, self.epoch_loss[1])
         self.epoch_loss = [0.0, 0]
         scores = {"val_loss": val["loss"], "val_iou": val["iou"], "val_mean_iou": val["mean_iou"]}
+        scores |= {k: v for k, v in val.items() if k.startswith(("scene_", "iou_", "false_person"))}
         self.history.append(
             {"epoch": epoch, "step": self.step, "train_loss": train_loss, **scores, "images_per_s": images_per_s}
         )
@@ -189,7 +190,7 @@ class RunFolder:
         rows = []
         for pair in pairs:
             try:
-                image, truth = read_image(pair.image_path), read_mask(pair.mask_path, pair.layout)
+                image, truth = read_image(pair.image_path), read_target(pair)
             except OSError:  # broken since the split; training skipped it too, with a warning
                 continue
             rows.append(prediction_row(image, truth, segmenter(cv2.cvtColor(image, cv2.COLOR_RGB2BGR))))
@@ -198,6 +199,26 @@ class RunFolder:
             return
         save_grid(self.pics(f"val_epoch{epoch:03d}.png"), rows)
         self.log_image("val/preview", np.vstack([cv2.resize(r, (768, 192)) for r in rows]), step)
+
+    def save_training_samples(self, dataset, n: int = 8) -> None:
+        """What the model learns from: n samples of the first epoch as the loader makes them, portrait
+        and landscape, each above its target (person green, unknown purple)."""
+        if not self.main:
+            return
+        rows = []
+        for landscape in (False, True):
+            tiles = []
+            for i in range(min(n, len(dataset))):
+                image, target = dataset.transform.compose(*dataset.load(i), seed=i, landscape=landscape, index=i)
+                shown = image.copy()
+                shown[target == 1] = shown[target == 1] // 2 + np.array([0, 127, 0], np.uint8)
+                shown[target == 255] = shown[target == 255] // 2 + np.array([110, 0, 110], np.uint8)
+                tiles.append(np.vstack([image, shown]))
+            rows.append(np.hstack(tiles))
+        width = max(r.shape[1] for r in rows)
+        grid = np.vstack([np.pad(r, ((0, 0), (0, width - r.shape[1]), (0, 0))) for r in rows])
+        self.pics("train_samples.png").parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(self.pics("train_samples.png")), cv2.cvtColor(grid, cv2.COLOR_RGB2BGR))
 
     def log_image(self, name: str, image_rgb: np.ndarray, step: int) -> None:
         """One HxWx3 uint8 picture to every tracker that takes pictures."""

@@ -17,6 +17,7 @@ from accelerate.utils import ProjectConfiguration, broadcast_object_list, parse_
 from tqdm import tqdm
 
 from lib import evaluate, metrics
+from lib.copy_paste import plate_split
 from lib.data import build_dataloaders, make_splits
 from lib.errors import UserError
 from lib.export import export_all
@@ -24,6 +25,7 @@ from lib.inference import Segmenter, torch_backend
 from lib.losses import build_loss
 from lib.model import build_model, count_parameters, load_checkpoint
 from lib.model_info import ModelInfo
+from lib.pairs import Pair, pairs_under
 from lib.run_folder import LoopState, RunFolder, default_wandb_mode, load_splits, open_run_dir, save_splits
 
 
@@ -186,8 +188,33 @@ def epoch_line(epoch: int, epochs: int, loop: LoopState, val: dict, speed: float
     return (
         f"epoch {epoch}/{epochs} step {loop.step}: train loss {loop.history[-1]['train_loss']:.4f}, "
         f"val loss {val['loss']:.4f}, val IoU {val['iou']:.4f} (mean {val['mean_iou']:.4f}), {speed:.0f} img/s"
+        + (f", scenes IoU {val['scene_iou']:.4f}" if "scene_iou" in val else "")
+        + (f", false person {100 * val['false_person']:.2f} %" if "false_person" in val else "")
         + ("  *best*" if improved else "")
     )
+
+
+def eval_sets(eval_roots) -> tuple[list[Pair], list[Path]]:
+    """Evaluation-only data (never trained on): the pairs under train.eval_roots and the held-out
+    people-free plates (lib.copy_paste.plate_split)."""
+    pairs = pairs_under(list(eval_roots), flag="train.eval_roots") if eval_roots else []
+    return pairs, plate_split()[1]
+
+
+def score_scenes(model, info: ModelInfo, device, pairs: list[Pair], empty: list[Path]) -> dict:
+    """Person IoU on the evaluation-only roots (per root) and the false-person share on empty scenes,
+    exactly as evaluate.py scores them (full frames, at mask resolution)."""
+    was_training = model.training
+    segmenter = Segmenter(torch_backend(model, device), info, "scenes")
+    scores = {}
+    if pairs:
+        result = evaluate.score(segmenter, pairs, num_workers=0, progress=False)
+        scores["scene_iou"], scores["scene_mean_iou"] = result["iou"], result["mean_iou"]
+        scores |= {f"iou_{Path(root).name}": m["iou"] for root, m in result["by_root"].items()}
+    if empty:
+        scores["false_person"] = evaluate.false_person(segmenter, empty)["share"]
+    model.train(was_training)
+    return scores
 
 
 def test_and_export(run_dir: Path, info: ModelInfo, splits: dict, export_formats, device, say) -> dict:
@@ -236,6 +263,7 @@ def train(
     keep_checkpoints: int = 2,
     log_with: tuple[str, ...] = ("tensorboard", "wandb"),
     export_formats: tuple[str, ...] = ("torchscript", "onnx"),
+    eval_roots: tuple[str, ...] = (),
 ) -> Path:
     """Train, validate every epoch, keep the best; returns the run folder.
 
@@ -254,6 +282,7 @@ def train(
     train_dl, val_dl, prep = build_dataloaders(splits, seed=seed)
     model, spec = build_model()
     loss_fn = build_loss()
+    scene_pairs, empty_scenes = eval_sets(eval_roots)
     if run_dir is None:
         run_dir = open_run_dir(run_root, None, state.is_main_process)
         if state.is_main_process:
@@ -265,6 +294,8 @@ def train(
     optimizer = torch.optim.AdamW(param_groups(model, weight_decay), lr=lr)
     model, optimizer, train_dl, val_dl = accelerator.prepare(model, optimizer, train_dl, val_dl)
     folder = RunFolder(run_dir, accelerator, info, keep_checkpoints)
+    if not resume:
+        folder.save_training_samples(train_dl.dataset)
 
     # The schedule counts optimizer steps of this process's loader; stepped by hand, once per
     # step, rather than prepared (a prepared scheduler steps num_processes times per step).
@@ -329,6 +360,10 @@ def train(
                     break
 
             val = validate(model, val_dl, loss_fn, accelerator)
+            if main and (scene_pairs or empty_scenes):
+                val |= score_scenes(
+                    accelerator.unwrap_model(model), info, accelerator.device, scene_pairs, empty_scenes
+                )
             improved = loop.end_epoch(epoch + 1, val, speed)
             accelerator.log({f"val/{k}": v for k, v in val.items() if k != "n"} | {"epoch": epoch + 1}, step=loop.step)
             say(epoch_line(epoch + 1, epochs, loop, val, speed, improved))
@@ -349,6 +384,9 @@ def train(
         results = {"run": str(run_dir), "steps": loop.step, "training_minutes": round(loop.seconds / 60, 1)}
         results |= {"best": loop.best, "history": loop.history}
         results |= test_and_export(run_dir, info, splits, export_formats, accelerator.device, accelerator.print)
+        if scene_pairs or empty_scenes:
+            best, _ = load_checkpoint(run_dir / "weights" / "best.pt")
+            results["scenes"] = score_scenes(best, info, accelerator.device, scene_pairs, empty_scenes)
         accelerator.print(f"done: {folder.write_metrics(results)}")
     accelerator.wait_for_everyone()
     accelerator.end_training()
