@@ -15,10 +15,10 @@ import numpy as np
 from lib.compose import Compositor, fit_background
 from lib.data import recipe_splits
 from lib.errors import UserError
-from lib.evaluate import RawPairs, score
+from lib.evaluate import RawPairs, false_person, score
 from lib.inference import load_segmenter
 from lib.pairs import Pair, pairs_under
-from lib.peers import MediaPipeSelfie
+from lib.peers import MediaPipeSelfie, MeetSegmentation, PPHumanSeg
 from lib.preprocess import letterbox
 
 
@@ -48,19 +48,37 @@ def select_photos(
     return pairs, what
 
 
-def load_models(ckpts: list[str], mediapipe: str | None, threads: int) -> list[tuple[str, object]]:
-    """(label, segmenter) for our model files, then MediaPipe when it can run here."""
+def load_peers(peers: dict[str, str], threads: int) -> list[tuple[str, object]]:
+    """(label, peer) for each peer file given that can run here; a note for each that cannot.
+
+    peers: {"mediapipe": general .tflite (its landscape model beside it), "meet": .tflite,
+    "pphumanseg": .onnx}. MediaPipe is listed twice: the general model alone, and with its landscape
+    model for landscape frames (what MediaPipe's landscape option gives a webcam)."""
+    makers = {
+        "mediapipe": lambda p: [
+            ("MediaPipe selfie", MediaPipeSelfie(p, threads, landscape=False)),
+            ("MediaPipe landscape", MediaPipeSelfie(p, threads, landscape=True)),
+        ],
+        "meet": lambda p: [("Google Meet", MeetSegmentation(p, threads))],
+        "pphumanseg": lambda p: [("PP-HumanSeg", PPHumanSeg(p, threads))],
+    }
+    found = []
+    for key, path in peers.items():
+        try:
+            found += makers[key](path)
+        except UserError as error:
+            print(f"note: {error}; left out of the comparison")
+    return found
+
+
+def load_models(ckpts: list[str], peers: dict[str, str], threads: int) -> list[tuple[str, object]]:
+    """(label, segmenter) for our model files, then every peer that can run here."""
     ours = [load_segmenter(c, threads=threads) for c in ckpts]
     names = [s.name for s in ours]
     models = [(s.name if names.count(s.name) == 1 else f"{c} ({s.name})", s) for c, s in zip(ckpts, ours, strict=True)]
-    if mediapipe:
-        try:
-            peer = MediaPipeSelfie(mediapipe, threads)
-            models.append((peer.name, peer))
-        except UserError as error:
-            print(f"note: {error}; scoring our models only")
+    models += load_peers(peers, threads)
     if not models:
-        raise UserError("nothing to compare: give --ckpt, or make MediaPipe runnable")
+        raise UserError("nothing to compare: give --ckpt, or make a peer runnable (pip install ai-edge-litert)")
     return models
 
 
@@ -77,15 +95,24 @@ def frame_ms(segmenter, frame: np.ndarray, runs: int = 30, warmup: int = 3) -> f
 
 
 def format_table(results: dict[str, dict], roots: list[str]) -> str:
-    """Markdown: one row per data root and model (the models of one root together)."""
+    """Markdown: one row per data root (and clip, for video frames) and model, the models of one
+    root together; then the share of pixels called person on people-free frames, where measured."""
     lines = ["| data | model | n | IoU | mean IoU | boundary F |", "|---|---|--:|--:|--:|--:|"]
-    for root in roots:
+    first = next(iter(results.values()))
+    groups = [(Path(r).name, "by_root", r) for r in roots]
+    groups += [(clip, "by_clip", clip) for clip in first.get("by_clip", {})]
+    for name, table, key in groups:
         for label, result in results.items():
-            m = result["by_root"][root]
+            m = result[table][key]
             lines.append(
-                f"| {Path(root).name} | {label} | {m['n']} | {m['iou']:.4f} | {m['mean_iou']:.4f} "
-                f"| {m['boundary_f']:.4f} |"
+                f"| {name} | {label} | {m['n']} | {m['iou']:.4f} | {m['mean_iou']:.4f} | {m['boundary_f']:.4f} |"
             )
+    if "false_person" in first:
+        lines += ["", "| people-free frames | model | n | pixels called person % | worst frame % |"]
+        lines += ["|---|---|--:|--:|--:|"]
+        for label, result in results.items():
+            fp = result["false_person"]
+            lines.append(f"| empty scenes | {label} | {fp['n']} | {100 * fp['share']:.2f} | {100 * fp['worst']:.1f} |")
     return "\n".join(lines)
 
 
@@ -125,7 +152,7 @@ def save_picture(
 
 def compare(
     ckpts: list[str],
-    mediapipe: str | None,
+    peers: dict[str, str],
     data: list[str] | None,
     gin_files: list[str],
     gin_params: list[str],
@@ -135,20 +162,26 @@ def compare(
     json_out: str | None = None,
     picture: str | None = None,
     runs: int = 30,
+    empty: list[Path] = (),
 ) -> dict:
-    """Score every model on the same photos, time it on a 640x480 frame, print one markdown table."""
+    """Score every model on the same photos, time it on a 640x480 frame, print one markdown table.
+
+    empty: people-free frames, on which the share of pixels called person is measured too."""
     if runs < 1:
         raise UserError(f"--runs {runs}: expected a positive number")
     pairs, what = select_photos(data, gin_files, gin_params, split, limit)
-    models = load_models(ckpts, mediapipe, threads)
+    models = load_models(ckpts, peers, threads)
     # a webcam-like frame from a real photo: scaled to cover 640x480, centre crop
     frame = fit_background(RawPairs(pairs).load(0)[0], (480, 640))
     results = {}
     for label, segmenter in models:
         results[label] = score(segmenter, pairs, batch_size=8, num_workers=1, progress=True)
         results[label]["ms_per_640x480"] = frame_ms(segmenter, frame, runs)
+        if empty:
+            results[label]["false_person"] = false_person(segmenter, list(empty))
     counts = Counter(p.root for p in pairs)  # roots in the recipe's (or --data's) order
-    print(f"\nphotos: {what} ({', '.join(f'{Path(r).name} {n}' for r, n in counts.items())})\n")
+    print(f"\nphotos: {what} ({', '.join(f'{Path(r).name} {n}' for r, n in counts.items())})")
+    print(f"people-free frames: {len(empty)}\n" if empty else "")
     print(format_table(results, list(counts)) + "\n")
     for label, segmenter in models:
         how = "; landscape model" if getattr(segmenter, "landscape", None) is not None else ""
@@ -159,6 +192,8 @@ def compare(
     if json_out:
         out = Path(json_out)
         out.parent.mkdir(parents=True, exist_ok=True)
+        for result in results.values():
+            result.pop("per_image", None)
         out.write_text(json.dumps({"photos": what, "threads": threads, "models": results}, indent=2))
         print(f"numbers: {out}")
     if picture:

@@ -144,7 +144,7 @@ def test_train_transform_output_and_reproducibility(aiseg_root):
     assert a["image"].shape == (3, 64, 32) and a["image"].dtype == torch.float32
     assert a["mask"].shape == (1, 64, 32) and set(a["mask"].unique().tolist()) <= {0.0, 1.0}
     assert torch.equal(a["image"], b["image"])  # a function of (seed, epoch, index)
-    next_epoch = dataset[len(pairs)]  # key = epoch * n + index
+    next_epoch = dataset[2 * len(pairs)]  # key = (epoch * 2 + landscape) * n + index
     assert next_epoch["index"] == 0 and not torch.equal(next_epoch["image"], a["image"])
 
 
@@ -154,7 +154,7 @@ def test_epoch_sampler_shuffles_per_epoch_and_carries_the_epoch():
     assert sorted(first) == [0, 1, 2, 3, 4] and list(sampler) == first
     sampler.set_epoch(2)
     second = list(sampler)
-    assert sorted(second) == [10, 11, 12, 13, 14] and [k - 10 for k in second] != first
+    assert sorted(second) == [20, 21, 22, 23, 24] and [k - 20 for k in second] != first  # (2 * 2 + 0) * 5 + i
 
 
 def test_eval_transform_letterboxes_without_stretching():
@@ -210,8 +210,8 @@ def test_early_epochs_come_out_at_the_early_size(aiseg_root):
     pairs = scan_root(aiseg_root).pairs
     dataset = SegmentationDataset(pairs, TrainTransform(prep, early_size=(32, 32), early_epochs=2), seed=1)
     assert dataset[0]["image"].shape == (3, 32, 32) and dataset[0]["mask"].shape == (1, 32, 32)
-    assert dataset[len(pairs) + 1]["image"].shape == (3, 32, 32)  # epoch 1
-    assert dataset[2 * len(pairs)]["image"].shape == (3, 64, 32)  # epoch 2: the full size
+    assert dataset[2 * len(pairs) + 1]["image"].shape == (3, 32, 32)  # epoch 1
+    assert dataset[4 * len(pairs)]["image"].shape == (3, 64, 32)  # epoch 2: the full size
 
 
 def test_early_size_must_fit_the_encoders(aiseg_root):
