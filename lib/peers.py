@@ -23,6 +23,12 @@ from lib.errors import UserError
 from lib.preprocess import Preprocess, letterbox
 
 LANDSCAPE_FILE = "selfie_segmentation_landscape.tflite"
+# where the project's development machines keep the peers (a clone has no ../shared: pass paths)
+PEER_FILES = {
+    "mediapipe": "../shared/peers/mediapipe_selfie/selfie_segmentation.tflite",
+    "meet": "../shared/peers/meet_segmentation/segm_full_v679.tflite",
+    "pphumanseg": "../shared/peers/pphumanseg/ppseg_lite_portrait_398x224_with_softmax_fixed.onnx",
+}
 
 
 def _litert_interpreter(threads: int | None) -> Callable[[str], object]:

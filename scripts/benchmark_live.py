@@ -1,4 +1,4 @@
-"""The live table: our models and MediaPipe's selfie segmenter through webcam.py's own loop.
+"""The live table: our models and the peers (MediaPipe, Google Meet, PP-HumanSeg) through webcam.py's own loop.
 
     python -m scripts.benchmark_live --ckpt models/lite.onnx --ckpt models/lite_int8.onnx
     python -m scripts.benchmark_live --ckpt models/lite_int8.onnx --data samples/portraits --stills 4 --no-mediapipe
@@ -8,7 +8,7 @@ still and then moved by hand (lib/livebench.py). For each model and setting: fra
 to end at 640x480 and 1280x720 (decoded frames in, blurred frames out, as to a window), model ms,
 CPU ms per frame (all threads), and on the same clip at 640x480: person IoU, boundary F, flicker (label flips
 where the truth does not change) with the camera still and moving, and the share of frames the
-model ran on. Prints a markdown table; MediaPipe runs where ai-edge-litert is installed.
+model ran on. Prints a markdown table; the tflite peers run where ai-edge-litert is installed.
 """
 
 import argparse
@@ -21,13 +21,12 @@ from pathlib import Path
 
 import cv2
 
-from lib.compare import select_photos
+from lib.compare import load_peers, select_photos
 from lib.errors import UserError, run_cli
 from lib.livebench import compositing_ms, make_clip, quality, read_stills, speed
-from lib.peers import MediaPipeSelfie
+from lib.peers import PEER_FILES as PEERS
 from lib.webcam import Options
 
-MEDIAPIPE = "../shared/peers/mediapipe_selfie/selfie_segmentation.tflite"
 SETTINGS = {  # name -> Options changes; "defaults" is webcam.py with no flags
     "defaults": {},
     "no smoothing": {"smooth": False},
@@ -41,8 +40,10 @@ SETTINGS = {  # name -> Options changes; "defaults" is webcam.py with no flags
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--ckpt", action="append", default=[], help="our model file (repeatable)")
-    parser.add_argument("--mediapipe", default=MEDIAPIPE, help="MediaPipe's .tflite (needs ai-edge-litert)")
-    parser.add_argument("--no-mediapipe", action="store_true")
+    parser.add_argument("--mediapipe", default=PEERS["mediapipe"], help="MediaPipe's .tflite (needs ai-edge-litert)")
+    parser.add_argument("--meet", default=PEERS["meet"], help="Google Meet's .tflite (needs ai-edge-litert)")
+    parser.add_argument("--pphumanseg", default=PEERS["pphumanseg"], help="PP-HumanSeg's .onnx")
+    parser.add_argument("--no-peers", "--no-mediapipe", action="store_true", help="our models alone")
     parser.add_argument("--gin", action="append", help="recipe whose test split gives the photos (gin/lite.gin)")
     parser.add_argument("--data", action="append", help="or: every pair under these roots")
     parser.add_argument("--stills", type=int, default=16, help="photos in the clip, spread over the roots (16)")
@@ -61,13 +62,11 @@ def main() -> None:
     stills = read_stills(pairs)
     clips = {size: make_clip(stills, size, args.per_still) for size in ((640, 480), (1280, 720))}
     models = [(Path(c).name, Options(ckpt=c), None) for c in args.ckpt]
-    if not args.no_mediapipe:
-        try:
-            models.append(("MediaPipe selfie", Options(), MediaPipeSelfie(args.mediapipe, threads=os.cpu_count())))
-        except UserError as error:
-            print(f"note: {error}; our models only")
+    if not args.no_peers:
+        peers = {"mediapipe": args.mediapipe, "meet": args.meet, "pphumanseg": args.pphumanseg}
+        models += [(label, Options(), peer) for label, peer in load_peers(peers, threads=os.cpu_count())]
     if not models:
-        raise UserError("nothing to measure: give --ckpt, or make MediaPipe runnable")
+        raise UserError("nothing to measure: give --ckpt, or make a peer runnable (pip install ai-edge-litert)")
 
     print(f"$ python -m scripts.benchmark_live {shlex.join(sys.argv[1:])}")
     print(f"clip: {len(stills)} photos from {what}, {args.per_still} frames each (half still, half hand-held); "

@@ -22,12 +22,7 @@ from lib.compare import compare
 from lib.copy_paste import plate_split
 from lib.errors import UserError, run_cli
 from lib.pairs import SPLIT_NAMES
-
-PEERS = {
-    "mediapipe": "../shared/peers/mediapipe_selfie/selfie_segmentation.tflite",
-    "meet": "../shared/peers/meet_segmentation/segm_full_v679.tflite",
-    "pphumanseg": "../shared/peers/pphumanseg/ppseg_lite_portrait_398x224_with_softmax_fixed.onnx",
-}
+from lib.peers import PEER_FILES as PEERS
 
 
 def main(argv: list[str] | None = None) -> None:

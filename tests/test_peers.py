@@ -16,7 +16,7 @@ from conftest import ROOT
 from lib.compare import select_photos
 from lib.data import make_splits
 from lib.errors import UserError
-from lib.peers import LANDSCAPE_FILE, MediaPipeSelfie
+from lib.peers import LANDSCAPE_FILE, PEER_FILES, MediaPipeSelfie, MeetSegmentation, PPHumanSeg
 from scripts.compare_peers import main
 
 PEERS = ROOT.parent / "shared" / "peers" / "mediapipe_selfie"
@@ -162,13 +162,18 @@ def test_script_goes_on_without_the_mediapipe_file(tmp_path, aiseg_root, tiny_ch
         *QUICK,
         "--mediapipe",
         str(tmp_path / "absent.tflite"),
+        "--meet",
+        str(tmp_path / "absent_meet.tflite"),
+        "--pphumanseg",
+        str(tmp_path / "absent.onnx"),
     ]
     proc = subprocess.run(
         [sys.executable, "-m", "scripts.compare_peers", *args], cwd=ROOT, capture_output=True, text=True, timeout=120
     )
     assert proc.returncode == 0, proc.stderr
     notes = [line for line in proc.stdout.splitlines() if line.startswith("note:")]
-    assert len(notes) == 1 and "absent.tflite does not exist" in notes[0]
+    assert len(notes) == 3 and "absent.tflite does not exist" in notes[0]
+    assert "absent_meet.tflite does not exist" in notes[1] and "absent.onnx does not exist" in notes[2]
     assert "| aiseg | tiny.pt (torch) | 2 |" in proc.stdout
 
 
@@ -181,3 +186,43 @@ def test_real_mediapipe_on_a_generated_frame():
         prob = peer(f)
         assert prob.shape == f.shape[:2] and prob.dtype == np.float32
         assert 0.0 <= prob.min() and prob.max() <= 1.0
+
+
+class FakeMeet(FakeInterpreter):
+    """Meet's model gives two logits per pixel; here person = the red channel of its input."""
+
+    def get_tensor(self, index):
+        red = self.inputs[-1][..., :1]
+        return np.concatenate([np.zeros_like(red), 20 * red - 10], axis=-1)  # (1, H, W, 2)
+
+
+def test_meet_squashes_the_frame_and_softmaxes_channel_one(tmp_path):
+    (tmp_path / "meet.tflite").write_bytes(b"fake")
+    fake = FakeMeet(144, 256)
+    peer = MeetSegmentation(tmp_path / "meet.tflite", make_interpreter=lambda p: fake)
+    prob = peer(red_over_blue(100, 60))
+    assert fake.inputs[0].shape == (1, 144, 256, 3) and prob.shape == (100, 60)
+    assert prob[:45].min() > 0.99 and prob[55:].max() < 0.01
+    with pytest.raises(UserError, match="Meet model .* does not exist"):
+        MeetSegmentation(tmp_path / "nope.tflite")
+
+
+PPHUMANSEG = ROOT / PEER_FILES["pphumanseg"]
+
+
+@pytest.mark.skipif(not PPHUMANSEG.is_file(), reason="../shared/peers/pphumanseg is not here (a fresh clone)")
+def test_pphumanseg_letterboxes_and_answers_at_the_frames_size():
+    peer = PPHumanSeg(PPHUMANSEG, threads=1)
+    person = cv2.imread(
+        str(
+            ROOT
+            / "samples"
+            / "fullbody"
+            / "images"
+            / sorted((ROOT / "samples" / "fullbody" / "images").iterdir())[0].name
+        )
+    )
+    for frame in (person, cv2.resize(person, (640, 360))):
+        prob = peer(frame)
+        assert prob.shape == frame.shape[:2] and 0.0 <= prob.min() and prob.max() <= 1.0
+    assert 0.05 < (peer(person) > 0.5).mean() < 0.8  # a person found, not the whole frame
