@@ -83,3 +83,52 @@ def test_webcam_uses_the_shipped_model_by_default(tmp_path):
     cap.release()
     assert ok and first.shape == (240, 320, 3)
     assert np.abs(first.astype(int) - frame.astype(int)).mean() > 2  # the background was blurred
+
+
+# ---- people in scenes: small, off-centre, several -----------------------------------------------
+
+SCENES = ROOT / "samples" / "scenes"  # real DAVIS-2016 frames (CC BY 4.0, samples/README.md)
+FOUND = 0.5  # a person counts as found when the model calls at least half of its pixels person
+
+
+def people_in(mask: np.ndarray, min_pixels: int = 100) -> list[np.ndarray]:
+    """Each person of a {0,1} mask: its connected parts of at least min_pixels."""
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8))
+    return [labels == i for i in range(1, count) if stats[i, cv2.CC_STAT_AREA] >= min_pixels]
+
+
+def several_people() -> tuple[np.ndarray, np.ndarray, int]:
+    """A real scene (a hiker, small and off-centre) with two full-body people from the samples pasted
+    in at a third and a half of its height, left and right: BGR frame, truth, number of people."""
+    from lib.copy_paste import blend_in, cut_person
+
+    frame = cv2.imread(str(SCENES / "images" / "hike_00020.jpg"))
+    truth = (cv2.imread(str(SCENES / "masks" / "hike_00020.png"), cv2.IMREAD_GRAYSCALE) > 127).astype(np.uint8)
+    height, width = truth.shape
+    for name, size, left in (("0001", 0.35, 0.08), ("0627", 0.5, 0.72)):
+        pair = pairs_under([SAMPLES[1]])
+        pair = next(p for p in pair if p.image_path.stem == name)
+        image = cv2.imread(str(pair.image_path))
+        cut = cut_person(image, read_mask(pair.mask_path, pair.layout))
+        scale = size * height / cut.alpha.shape[0]
+        patch = cv2.resize(cut.image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        alpha = cv2.resize(cut.alpha, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        blend_in(frame, truth, patch, alpha, top=int(0.9 * height) - alpha.shape[0], left=int(left * width))
+    return frame, truth, 1 + 2
+
+
+def test_the_shipped_model_finds_small_off_centre_people_in_real_frames():
+    segmenter = load_segmenter(MODELS / "lite_int8.onnx")  # the webcam's default
+    for pair in pairs_under([str(SCENES)]):
+        said = segmenter(cv2.imread(str(pair.image_path))) > 0.5
+        person = read_mask(pair.mask_path, pair.layout) == 1  # one person, its mask maybe in parts
+        assert said[person].mean() >= FOUND, f"{pair.image}: {said[person].mean():.2f} of the person found"
+
+
+def test_the_shipped_model_finds_each_of_several_people():
+    frame, truth, n = several_people()
+    said = load_segmenter(MODELS / "lite_int8.onnx")(frame) > 0.5
+    people = people_in(truth)
+    assert len(people) == n
+    found = [said[person].mean() for person in people]
+    assert min(found) >= FOUND, found
