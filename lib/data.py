@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Sampler
 
+from lib.checks import check_number
 from lib.config import read_bindings
 from lib.errors import UserError
 from lib.pairs import SPLIT_NAMES, Pair, read_image, read_mask, scan_root, split_pairs
@@ -222,6 +223,18 @@ def _ignore_sigint(worker_id: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
+def check_loader_settings(input_size, batch_size, val_batch_size, num_workers, augment, cache_scale, early_size):
+    """One line for a value out of range, before anything is built."""
+    for name, size in (("input_size", input_size), ("early_size", early_size)):
+        if size is not None and not (isinstance(size, tuple | list) and len(size) == 2):
+            raise UserError(f"build_dataloaders.{name}={size!r}: expected (height, width), multiples of 32")
+    check_number("build_dataloaders.batch_size", batch_size, integer=True, low=1)
+    check_number("build_dataloaders.val_batch_size", val_batch_size, integer=True, low=1, optional=True)
+    check_number("build_dataloaders.num_workers", num_workers, integer=True, low=0, high=64, optional=True)
+    check_number("build_dataloaders.augment_strength", augment, low=0, high=3)
+    check_number("build_dataloaders.cache_scale", cache_scale, above=0, high=8)
+
+
 @gin.configurable(denylist=["splits", "seed"])  # the loop always passes them: a binding would be ignored
 def build_dataloaders(
     splits: dict[str, list[Pair]],
@@ -244,6 +257,9 @@ def build_dataloaders(
     epochs at a smaller size (progressive resizing: a quarter fewer pixels is a quarter less work
     on a CPU, and the coarse shapes are learned first anyway).
     """
+    check_loader_settings(
+        input_size, batch_size, val_batch_size, num_workers, augment_strength, cache_scale, early_size
+    )
     height, width = input_size
     for flag, (h, w) in (("input_size", input_size), ("early_size", early_size or input_size)):
         if h % 32 or w % 32 or min(h, w) < 32:
