@@ -32,7 +32,7 @@ def cause(error: OSError) -> str:
 def temp_sibling(path: Path) -> Path:
     """`.<name>.tmp<suffix>` beside `path`: same folder (so the rename is atomic), same suffix (so
     loaders that go by the suffix can read it back before it is renamed)."""
-    return path.with_name(f".{path.stem}.tmp{''.join(path.suffixes) or ''}")
+    return path.with_name(f".{path.stem}.tmp{path.suffix}")
 
 
 def remove(path: Path) -> None:
@@ -46,13 +46,14 @@ def write_atomic(path: str | Path, write: Callable[[Path], object], check: Calla
     """write(tmp) fills a temporary file (or folder) beside `path`; check(tmp), if given, reads it back;
     then it replaces `path`. On any failure the temporary is removed and `path` is as it was.
     An OSError becomes WriteFailed naming `path` and the cause; other errors pass through.
-    Returns check's result."""
+    Returns check's result, or write's without a check."""
     path = Path(path)
     tmp = temp_sibling(path)
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         remove(tmp)
-        write(tmp)
-        result = check(tmp) if check else None
+        result = write(tmp)
+        result = check(tmp) if check else result
         if path.is_dir() and tmp.is_dir():  # a folder (smp export) cannot be renamed over a folder
             remove(path)
         os.replace(tmp, path)
@@ -69,14 +70,14 @@ def write_text(path: str | Path, text: str) -> None:
 
 def check_writable(folder: str | Path, flag: str) -> None:
     """Refuse, before any expensive work, a folder that cannot be written (read-only, no permission,
-    a file in the way). Creates the folder if its parent can hold it; os.access is not enough (root,
-    read-only mounts), so a real file is made and removed."""
+    a file in the way). Nothing is made: a folder not there yet is judged by the nearest one that
+    is. os.access is not enough (root, read-only mounts), so a real file is made there and removed."""
     folder = Path(folder)
-    if folder.exists() and not folder.is_dir():
-        raise UserError(f"{flag} {folder}: is a file; expected a folder")
+    existing = next(p for p in (folder, *folder.absolute().parents) if p.exists())
+    if not existing.is_dir():
+        raise UserError(f"{flag} {folder}: {existing} is a file; expected a folder")
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-check-"):
+        with tempfile.NamedTemporaryFile(dir=existing, prefix=".write-check-"):
             pass
     except OSError as error:
         raise UserError(f"{flag} {folder}: cannot write there: {cause(error)}") from None
