@@ -9,6 +9,7 @@ folder, before and after, byte for byte, unless the case is meant to change some
 
 import errno
 import hashlib
+import json
 import os
 import re
 import runpy
@@ -41,113 +42,112 @@ class Case:
     needs: tuple = field(default_factory=tuple)  # fixtures beyond the basic ones: "readonly", "full", "run"
 
 
-TRAIN = [
-    "--gin",
-    str(ROOT / "gin" / "smoke.gin"),
-    "--gin-param",
-    "make_splits.roots = ['{aiseg}', '{folder}']",
-    "--gin-param",
-    "train.run_root = '{exps}'",
-]
-for binding in TINY:
+SMOKE = str(ROOT / "gin" / "smoke.gin")
+TRAIN = ["--gin", SMOKE, "--gin-param", "make_splits.roots = ['{aiseg}', '{folder}']"]
+for binding in ("train.run_root = '{exps}'", *TINY):
     TRAIN += ["--gin-param", binding]
 
 
-def train_case(binding: str, line: str, code: int = 2, **kw) -> Case:
+def tr(binding: str, line: str, code: int = 2, **kw) -> Case:
+    """train.py on the tiny recipe with one binding more."""
     return Case("train.py", [*TRAIN, "--gin-param", binding], code, line, **kw)
 
 
+def cli(script: str, flags: str, code: int, line: str, **kw) -> Case:
+    """`script` with space-separated flags (the context's paths hold no spaces)."""
+    return Case(script, flags.split(), code, line, **kw)
+
+
+def ev(flags: str, code: int, line: str, **kw) -> Case:
+    return cli("evaluate.py", flags, code, line, **kw)
+
+
+def ex(flags: str, code: int, line: str, **kw) -> Case:
+    return cli("export.py", "--ckpt {ckpt} " + flags, code, line, **kw)
+
+
+READ_ONLY = "cannot write there: read-only file system (EROFS)"
 CASES = {
     # data
-    "missing data root": train_case("make_splits.roots = ['/nowhere']", "data root /nowhere does not exist"),
-    "root in neither layout": train_case("make_splits.roots = ['{empty}']", "expected clip_img/ and matting/"),
-    "empty dataset": train_case("make_splits.roots = ['{nothing}']", "has no usable image/mask pairs"),
-    "split larger than the data": train_case("make_splits.split = (50, 2, 2)", "asks for 54 pairs"),
-    "split without validation": train_case("make_splits.split = (0.5, 0.0, 0.5)", "no validation pairs"),
+    "missing data root": tr("make_splits.roots = ['/nowhere']", "data root /nowhere does not exist"),
+    "root in neither layout": tr("make_splits.roots = ['{empty}']", "expected clip_img/ and matting/"),
+    "empty dataset": tr("make_splits.roots = ['{nothing}']", "has no usable image/mask pairs"),
+    "split larger than the data": tr("make_splits.split = (50, 2, 2)", "asks for 54 pairs"),
+    "split without validation": tr("make_splits.split = (0.5, 0.0, 0.5)", "no validation pairs"),
     # gin
-    "unknown gin parameter": train_case("train.lrr = 1", "gin config: "),
-    "unknown configurable": train_case("nope.x = 1", "No configurable matching 'nope'"),
-    "value without quotes": train_case("build_model.arch = Unet", "strings need quotes"),
-    "unclosed bracket": train_case("train.epochs = (5", "a bracket is never closed"),
-    "binding the program passes": train_case("train.resume = 'x'", "train.resume cannot be set"),
-    "missing --gin file": Case("train.py", ["--gin", "{tmp}/nope.gin"], 2, "nope.gin: no such file"),
-    "include of a missing file": Case("train.py", ["--gin", "{missing_include}"], 2, "line 2: include 'nowhere.gin': no such file"),
-    "include loop": Case("train.py", ["--gin", "{loop_a}"], 2, "b.gin, line 1: include '{loop_a}' makes a loop"),
+    "unknown gin parameter": tr("train.lrr = 1", "gin config: "),
+    "unknown configurable": tr("nope.x = 1", "No configurable matching 'nope'"),
+    "value without quotes": tr("build_model.arch = Unet", "strings need quotes"),
+    "unclosed bracket": tr("train.epochs = (5", "a bracket is never closed"),
+    "binding the program passes": tr("train.resume = 'x'", "train.resume cannot be set"),
+    "missing --gin file": cli("train.py", "--gin {tmp}/nope.gin", 2, "nope.gin: no such file"),
+    "include of a missing file": cli("train.py", "--gin {missing_include}", 2, "line 2: include 'nowhere.gin'"),
+    "include loop": cli("train.py", "--gin {loop_a}", 2, "b.gin, line 1: include '{loop_a}' makes a loop"),
     # network
-    "unknown encoder": train_case("build_model.encoder_name = 'resnet999'", "resnet999"),
-    "unknown architecture": train_case("build_model.arch = 'Unet3D'", "is not an smp architecture"),
-    "encoder weights missing": train_case("build_model.encoder_weights = '/nowhere/enc.pt'", "no such file"),
-    "init_from missing": train_case("build_model.init_from = '/nowhere/m.pt'", "init_from='/nowhere/m.pt': no such file"),
-    "init_from of another network": train_case("build_model.init_from = '{ckpt_other}'", "this run builds"),
+    "unknown encoder": tr("build_model.encoder_name = 'resnet999'", "resnet999"),
+    "unknown architecture": tr("build_model.arch = 'Unet3D'", "is not an smp architecture"),
+    "encoder weights missing": tr("build_model.encoder_weights = '/nowhere/enc.pt'", "no such file"),
+    "init_from missing": tr("build_model.init_from = '/nowhere/m.pt'", "init_from='/nowhere/m.pt': no such file"),
+    "init_from of another network": tr("build_model.init_from = '{ckpt_other}'", "this run builds"),
     # every number a user sets
-    "batch_size 0": train_case("build_dataloaders.batch_size = 0", "build_dataloaders.batch_size=0: expected"),
-    "input_size not a multiple of 32": train_case("build_dataloaders.input_size = (100, 64)", "multiples of 32"),
-    "input_size not a pair": train_case("build_dataloaders.input_size = 64", "input_size=64: expected (height, width)"),
-    "num_workers -1": train_case("build_dataloaders.num_workers = -1", "build_dataloaders.num_workers=-1"),
-    "augment_strength -1": train_case("build_dataloaders.augment_strength = -1", "augment_strength=-1"),
-    "epochs 0": train_case("train.epochs = 0", "train.epochs=0: expected a whole number >= 1"),
-    "lr -1": train_case("train.lr = -1", "train.lr=-1: expected a number > 0"),
-    "lr not a number": train_case("train.lr = 'fast'", "train.lr='fast': expected a number"),
-    "weight_decay -0.1": train_case("train.weight_decay = -0.1", "train.weight_decay=-0.1"),
-    "warmup_steps -1": train_case("train.warmup_steps = -1", "train.warmup_steps=-1"),
-    "grad_accum 0": train_case("train.grad_accum = 0", "train.grad_accum=0"),
-    "max_steps 0": train_case("train.max_steps = 0", "train.max_steps=0"),
-    "max_minutes 0": train_case("train.max_minutes = 0", "train.max_minutes=0"),
-    "clip_grad_norm -1": train_case("train.clip_grad_norm = -1", "train.clip_grad_norm=-1"),
-    "keep_checkpoints 0": train_case("train.keep_checkpoints = 0", "train.keep_checkpoints=0"),
-    "log_every 0": train_case("train.log_every = 0", "train.log_every=0"),
-    "pics_every 0": train_case("train.pics_every = 0", "train.pics_every=0"),
+    "batch_size 0": tr("build_dataloaders.batch_size = 0", "build_dataloaders.batch_size=0: expected"),
+    "input_size not a multiple of 32": tr("build_dataloaders.input_size = (100, 64)", "multiples of 32"),
+    "input_size not a pair": tr("build_dataloaders.input_size = 64", "input_size=64: expected (height, width)"),
+    "num_workers -1": tr("build_dataloaders.num_workers = -1", "build_dataloaders.num_workers=-1"),
+    "augment_strength -1": tr("build_dataloaders.augment_strength = -1", "augment_strength=-1"),
+    "epochs 0": tr("train.epochs = 0", "train.epochs=0: expected a whole number >= 1"),
+    "lr -1": tr("train.lr = -1", "train.lr=-1: expected a number > 0"),
+    "lr not a number": tr("train.lr = 'fast'", "train.lr='fast': expected a number"),
+    "weight_decay -0.1": tr("train.weight_decay = -0.1", "train.weight_decay=-0.1"),
+    "warmup_steps -1": tr("train.warmup_steps = -1", "train.warmup_steps=-1"),
+    "grad_accum 0": tr("train.grad_accum = 0", "train.grad_accum=0"),
+    "max_steps 0": tr("train.max_steps = 0", "train.max_steps=0"),
+    "max_minutes 0": tr("train.max_minutes = 0", "train.max_minutes=0"),
+    "clip_grad_norm -1": tr("train.clip_grad_norm = -1", "train.clip_grad_norm=-1"),
+    "keep_checkpoints 0": tr("train.keep_checkpoints = 0", "train.keep_checkpoints=0"),
+    "log_every 0": tr("train.log_every = 0", "train.log_every=0"),
+    "pics_every 0": tr("train.pics_every = 0", "train.pics_every=0"),
     # where a run writes
-    "run_root is a file": train_case("train.run_root = '{a_file}'", "is a file; expected a folder"),
-    "run_root read-only": train_case(
-        "train.run_root = '{readonly}/exps'", "cannot write there: read-only file system (EROFS)", needs=("readonly",)
-    ),
+    "run_root is a file": tr("train.run_root = '{a_file}'", "is a file; expected a folder"),
+    "run_root read-only": tr("train.run_root = '{readonly}/exps'", READ_ONLY, needs=("readonly",)),
     # resume
-    "resume a folder without checkpoints": Case("train.py", ["--resume", "{empty}"], 2, "did the run reach its first step?"),
-    "resume with another recipe": Case(
-        "train.py", ["--resume", "{run}", "--gin", str(ROOT / "gin" / "smoke.gin")], 2, "but this configuration builds", needs=("run",)
-    ),
-    "resume with a damaged newest checkpoint": Case(
-        "train.py", ["--resume", "{run}", "--gin-param", "train.epochs = 2"], 0, "is damaged", ("run",), ("damaged",)
-    ),
+    "resume a folder without checkpoints": cli("train.py", "--resume {empty}", 2, "did the run reach its first step?"),
+    "resume with another recipe": cli("train.py", f"--resume {{run}} --gin {SMOKE}", 2, "but this configuration builds",
+                                      needs=("run",)),
+    "resume with a damaged newest checkpoint": cli("train.py", "--resume {run} --gin-param train.epochs=2", 0,
+                                                   "is damaged", changes=("run",), needs=("run", "damaged")),
     # evaluate.py
-    "evaluate a missing model": Case("evaluate.py", ["--ckpt", "{tmp}/nope.pt"], 2, "does not exist"),
-    "evaluate random bytes": Case("evaluate.py", ["--ckpt", "{random_pt}"], 2, "not a PyTorch file, or a damaged one"),
-    "evaluate a bare state dict": Case("evaluate.py", ["--ckpt", "{bare_pt}"], 2, "not a checkpoint of this project"),
-    "evaluate an ONNX file without our metadata": Case("evaluate.py", ["--ckpt", "{plain_onnx}"], 2, "person_seg"),
-    "evaluate a split the run never wrote": Case("evaluate.py", ["--ckpt", "{fake_run_ckpt}", "--split", "val"], 2, "never wrote val.tsv"),
-    "evaluate split lists whose data moved": Case("evaluate.py", ["--ckpt", "{fake_run_ckpt}"], 2, "that are not there"),
-    "evaluate --json onto a folder": Case("evaluate.py", ["--ckpt", "{ckpt}", "--data", "{folder}", "--json", "{tmp}"], 2, "is a folder"),
-    "evaluate --json read-only": Case(
-        "evaluate.py", ["--ckpt", "{ckpt}", "--data", "{folder}", "--json", "{readonly}/m.json"], 2,
-        "cannot write there: read-only file system (EROFS)", needs=("readonly",),
+    "evaluate a missing model": ev("--ckpt {tmp}/nope.pt", 2, "does not exist"),
+    "evaluate random bytes": ev("--ckpt {random_pt}", 2, "not a PyTorch file, or a damaged one"),
+    "evaluate a bare state dict": ev("--ckpt {bare_pt}", 2, "not a checkpoint of this project"),
+    "evaluate an ONNX file without our metadata": ev("--ckpt {plain_onnx}", 2, "person_seg"),
+    "evaluate a split the run never wrote": ev("--ckpt {fake_run_ckpt} --split val", 2, "never wrote val.tsv"),
+    "evaluate split lists whose data moved": ev("--ckpt {fake_run_ckpt}", 2, "that are not there"),
+    "evaluate --json onto a folder": ev("--ckpt {ckpt} --data {folder} --json {tmp}", 2, "is a folder"),
+    "evaluate --json read-only": ev("--ckpt {ckpt} --data {folder} --json {readonly}/m.json", 2, READ_ONLY,
+                                    needs=("readonly",)),
+    "evaluate --batch-size 0": ev("--ckpt {ckpt} --data {folder} --batch-size 0", 2, "--batch-size=0"),
+    "evaluate --workers -1": ev("--ckpt {ckpt} --data {folder} --workers -1", 2, "--workers=-1"),
+    "evaluate a missing --data root": ev("--ckpt {ckpt} --data /nowhere", 2, "/nowhere does not exist"),
+    "evaluate the model's own training photos": ev(
+        "--ckpt {run}/weights/last.pt --data {run_aiseg} --data {run_folder} --workers 0", 0,
+        "photos are in last.pt's training split", changes=("run/pics",), needs=("run",),
     ),
-    "evaluate --batch-size 0": Case("evaluate.py", ["--ckpt", "{ckpt}", "--data", "{folder}", "--batch-size", "0"], 2, "--batch-size=0"),
-    "evaluate --workers -1": Case("evaluate.py", ["--ckpt", "{ckpt}", "--data", "{folder}", "--workers", "-1"], 2, "--workers=-1"),
-    "evaluate a missing --data root": Case("evaluate.py", ["--ckpt", "{ckpt}", "--data", "/nowhere"], 2, "/nowhere does not exist"),
-    "evaluate the model's own training photos": Case(
-        "evaluate.py", ["--ckpt", "{run}/weights/last.pt", "--data", "{aiseg}", "--data", "{folder}", "--workers", "0"], 0,
-        "photos are in last.pt's training split", ("run/pics",), ("run",),
-    ),
-    "evaluate a 1x1 photo": Case("evaluate.py", ["--ckpt", "{ckpt}", "--data", "{tiny_photo}", "--workers", "0"], 0,
-                                 "1x1 pixels, smaller than the networks' stride"),
-    "evaluate a mis-tagged EXIF photo": Case("evaluate.py", ["--ckpt", "{ckpt}", "--data", "{mistagged}", "--workers", "0"], 0,
-                                             "mask is 80x48 but its image is 48x80"),
+    "evaluate a 1x1 photo": ev("--ckpt {ckpt} --data {tiny_photo} --workers 0", 0, "1x1 pixels, smaller than"),
+    "evaluate a mis-tagged EXIF photo": ev("--ckpt {ckpt} --data {mistagged} --workers 0", 0,
+                                           "mask is 80x48 but its image is 48x80"),
     # export.py
-    "export over an existing file": Case("export.py", ["--ckpt", "{ckpt}", "--formats", "onnx", "--out", "{old_exports}"], 2,
-                                         "exists already; pass --overwrite"),
-    "export to a read-only folder": Case(
-        "export.py", ["--ckpt", "{ckpt}", "--formats", "onnx", "--out", "{readonly}/out"], 2,
-        "cannot write there: read-only file system (EROFS)", needs=("readonly",),
+    "export over an existing file": ex("--formats onnx --out {old_exports}", 2, "exists already; pass --overwrite"),
+    "export to a read-only folder": ex("--formats onnx --out {readonly}/out", 2, READ_ONLY, needs=("readonly",)),
+    "export onto a full disk": ex(
+        "--formats onnx --out {full} --overwrite", 2,
+        "could not write {full}/tiny.onnx: no space left on the disk (ENOSPC); nothing was changed there",
+        needs=("full",),
     ),
-    "export onto a full disk": Case(
-        "export.py", ["--ckpt", "{ckpt}", "--formats", "onnx", "--out", "{full}", "--overwrite"], 2,
-        "could not write {full}/tiny.onnx: no space left on the disk (ENOSPC); nothing was changed there", needs=("full",),
-    ),
-    "export an unknown format": Case("export.py", ["--ckpt", "{ckpt}", "--formats", "gif"], 2, "--formats gif: unknown gif"),
-    "export --opset 3": Case("export.py", ["--ckpt", "{ckpt}", "--opset", "3"], 2, "--opset=3"),
-    "export --calibration-photos 1": Case("export.py", ["--ckpt", "{ckpt}", "--calibration-photos", "1"], 2, "--calibration-photos=1"),
-    "export from an ONNX file": Case("export.py", ["--ckpt", "{plain_onnx}"], 2, "expected a .pt checkpoint"),
+    "export an unknown format": ex("--formats gif", 2, "--formats gif: unknown gif"),
+    "export --opset 3": ex("--opset 3", 2, "--opset=3"),
+    "export --calibration-photos 1": ex("--calibration-photos 1", 2, "--calibration-photos=1"),
+    "export from an ONNX file": cli("export.py", "--ckpt {plain_onnx}", 2, "expected a .pt checkpoint"),
 }  # fmt: skip
 
 
@@ -190,9 +190,9 @@ def run(tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("run")
     roots = [make_aisegment(tmp / "aiseg", n=8), make_folder(tmp / "folder", n=8)]
     reset()
-    parse(
-        [], [*TINY, f"make_splits.roots = {[str(r) for r in roots]!r}", f"train.run_root = '{tmp}'", "train.epochs = 1"]
-    )
+    roots = f"make_splits.roots = {[str(r) for r in roots]!r}"
+    bindings = [*TINY, roots, f"train.run_root = '{tmp}'", "train.epochs = 1"]
+    parse([SMOKE], bindings)
     run_dir = lib.train.train()
     reset()
     return run_dir
@@ -277,6 +277,8 @@ def test_bad_input(name, context, tmp_path, monkeypatch, capfd, request):
     if "run" in case.needs:
         shutil.copytree(request.getfixturevalue("run"), tmp_path / "run")
         context["run"] = str(tmp_path / "run")
+        data = json.loads((tmp_path / "run" / "run.json").read_text())["data"]
+        context["run_aiseg"], context["run_folder"] = data["roots"]
     if "damaged" in case.needs:
         newest = sorted((tmp_path / "run" / "checkpoints").iterdir())[-1]
         weights = newest / "model.safetensors"
@@ -316,7 +318,7 @@ def test_a_failed_checkpoint_save_leaves_the_last_good_one_to_resume(tmp_path, m
     data = [make_aisegment(tmp_path / "aiseg", n=8), make_folder(tmp_path / "folder", n=8)]
     roots = f"make_splits.roots = {[str(r) for r in data]!r}"
     bindings = (*TINY, roots, f"train.run_root = '{tmp_path / 'exps'}'", "train.epochs = 2")
-    args = ["--gin", str(ROOT / "gin" / "smoke.gin"), *[a for b in bindings for a in ("--gin-param", b)]]
+    args = ["--gin", SMOKE, *[a for b in bindings for a in ("--gin-param", b)]]
     real_save = Accelerator.save_state
 
     def full_disk_at_step_8(self, output_dir, **kw):
@@ -337,7 +339,7 @@ def test_a_failed_checkpoint_save_leaves_the_last_good_one_to_resume(tmp_path, m
     code, out, err = run_script("train.py", ["--resume", str(run_dir)], monkeypatch, capfd)
     assert code == 0, err
     reset()
-    parse([], [*TINY, roots, f"train.run_root = '{tmp_path / 'exps'}'", "train.epochs = 2"])
+    parse([SMOKE], list(bindings))
     straight = lib.train.train()
     from test_train import outcome
 
