@@ -114,7 +114,7 @@ CASES = {
     "resume a folder without checkpoints": cli("train.py", "--resume {empty}", 2, "did the run reach its first step?"),
     "resume with another recipe": cli("train.py", f"--resume {{run}} --gin {SMOKE}", 2, "but this configuration builds",
                                       needs=("run",)),
-    "resume with a damaged newest checkpoint": cli("train.py", "--resume {run} --gin-param train.epochs=2", 0,
+    "resume with a damaged newest checkpoint": cli("train.py", "--resume {run} --gin-param train.epochs=3", 0,
                                                    "is damaged", changes=("run",), needs=("run", "damaged")),
     # evaluate.py
     "evaluate a missing model": ev("--ckpt {tmp}/nope.pt", 2, "does not exist"),
@@ -186,12 +186,12 @@ def mount_tmpfs(path: Path, options: str) -> None:
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory) -> Path:
-    """A tiny run of one epoch (4 steps), its checkpoints kept: what --resume and evaluate cases need."""
+    """A tiny run of two epochs (4 steps each), both checkpoints kept: what --resume and evaluate cases need."""
     tmp = tmp_path_factory.mktemp("run")
     roots = [make_aisegment(tmp / "aiseg", n=8), make_folder(tmp / "folder", n=8)]
     reset()
     roots = f"make_splits.roots = {[str(r) for r in roots]!r}"
-    bindings = [*TINY, roots, f"train.run_root = '{tmp}'", "train.epochs = 1"]
+    bindings = [*TINY, roots, f"train.run_root = '{tmp}'", "train.epochs = 2"]
     parse([SMOKE], bindings)
     run_dir = lib.train.train()
     reset()
