@@ -68,19 +68,21 @@ def write_text(path: str | Path, text: str) -> None:
     write_atomic(path, lambda tmp: tmp.write_text(text))
 
 
-def check_writable(folder: str | Path, flag: str) -> None:
+def check_writable(folder: str | Path, flag: str, named: str | Path | None = None) -> None:
     """Refuse, before any expensive work, a folder that cannot be written (read-only, no permission,
     a file in the way). Nothing is made: a folder not there yet is judged by the nearest one that
-    is. os.access is not enough (root, read-only mounts), so a real file is made there and removed."""
+    is. os.access is not enough (root, read-only mounts), so a real file is made there and removed.
+    `named`: what the message names after the flag (the output file in it), default the folder."""
     folder = Path(folder)
+    named = folder if named is None else named
     existing = next(p for p in (folder, *folder.absolute().parents) if p.exists())
     if not existing.is_dir():
-        raise UserError(f"{flag} {folder}: {existing} is a file; expected a folder")
+        raise UserError(f"{flag} {named}: {existing} is a file; expected a folder")
     try:
         with tempfile.NamedTemporaryFile(dir=existing, prefix=".write-check-"):
             pass
     except OSError as error:
-        raise UserError(f"{flag} {folder}: cannot write there: {cause(error)}") from None
+        raise UserError(f"{flag} {named}: cannot write there: {cause(error)}") from None
 
 
 def check_output_file(path: str | Path, flag: str, overwrite: bool = True) -> Path:
@@ -91,5 +93,5 @@ def check_output_file(path: str | Path, flag: str, overwrite: bool = True) -> Pa
         raise UserError(f"{flag} {path}: is a folder; expected a file name")
     if path.exists() and not overwrite:
         raise UserError(f"{flag} {path}: exists already; pass --overwrite to replace it")
-    check_writable(path.parent if str(path.parent) else Path("."), flag)
+    check_writable(path.parent, flag, named=path)
     return path

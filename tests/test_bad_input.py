@@ -124,7 +124,7 @@ CASES = {
     "evaluate a split the run never wrote": ev("--ckpt {fake_run_ckpt} --split val", 2, "never wrote val.tsv"),
     "evaluate split lists whose data moved": ev("--ckpt {fake_run_ckpt}", 2, "that are not there"),
     "evaluate --json onto a folder": ev("--ckpt {ckpt} --data {folder} --json {tmp}", 2, "is a folder"),
-    "evaluate --json read-only": ev("--ckpt {ckpt} --data {folder} --json {readonly}/m.json", 2, READ_ONLY,
+    "evaluate --json read-only": ev("--ckpt {ckpt} --data {folder} --json {readonly}/m.json", 2, "m.json: " + READ_ONLY,
                                     needs=("readonly",)),
     "evaluate --batch-size 0": ev("--ckpt {ckpt} --data {folder} --batch-size 0", 2, "--batch-size=0"),
     "evaluate --workers -1": ev("--ckpt {ckpt} --data {folder} --workers -1", 2, "--workers=-1"),
