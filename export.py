@@ -11,9 +11,11 @@ calibration's.
 import argparse
 from pathlib import Path
 
+from lib.checks import check_number
 from lib.errors import UserError, run_cli
 from lib.evaluate import find_run_dir
-from lib.export import FORMATS, export_all, webcam_like_frames
+from lib.export import FORMATS, SUFFIXES, export_all, webcam_like_frames
+from lib.files import check_writable
 from lib.model import load_checkpoint
 from lib.pairs import scan_root
 from lib.run_folder import load_splits
@@ -43,13 +45,25 @@ def main() -> None:
     parser.add_argument("--dynamo", action="store_true", help="use the torch.export-based ONNX exporter (opset >= 18)")
     parser.add_argument("--calibration-data", action="append", help="int8: data root(s) (default: the run's splits)")
     parser.add_argument("--calibration-photos", type=int, default=64, help="int8: photos to calibrate on (64)")
+    parser.add_argument("--overwrite", action="store_true", help="replace exports that exist already")
     args = parser.parse_args()
     ckpt = Path(args.ckpt)
     if ckpt.suffix not in (".pt", ".pth"):
         raise UserError(f"--ckpt {ckpt}: expected a .pt checkpoint written by train.py (exports are made from it)")
-    if args.calibration_photos < 2:
-        raise UserError(f"--calibration-photos {args.calibration_photos}: expected 2 or more")
+    check_number("--calibration-photos", args.calibration_photos, integer=True, low=2, high=10_000)
+    check_number("--opset", args.opset, integer=True, low=13, high=23)
     formats = [f.strip() for f in args.formats.split(",") if f.strip()]
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown or not formats:
+        wanted = f"expected some of {','.join(FORMATS)}"
+        raise UserError(f"--formats {args.formats}: unknown {', '.join(unknown) or 'none given'}; {wanted}")
+    # before the model is loaded: nothing the user has is replaced unasked, and a folder that
+    # cannot be written is named before any work
+    out = Path(args.out) if args.out else ckpt.parent
+    check_writable(out, "--out")
+    existing = [str(out / f"{ckpt.stem}{SUFFIXES[f]}") for f in formats if (out / f"{ckpt.stem}{SUFFIXES[f]}").exists()]
+    if existing and not args.overwrite:
+        raise UserError(f"{', '.join(existing)}: exists already; pass --overwrite to replace it")
     model, info = load_checkpoint(ckpt)
     calibration = check = None
     if "int8" in formats:
@@ -57,7 +71,6 @@ def main() -> None:
         calibration = webcam_like_frames(calibrate_on, args.calibration_photos)
         check = webcam_like_frames(check_on, args.calibration_photos // 2)
         print(f"int8: calibrating on {len(calibration)} and checking on {len(check)} photos from {source}")
-    out = Path(args.out) if args.out else ckpt.parent
     results = export_all(model, info, out, ckpt.stem, formats, args.opset, args.dynamo, calibration, check)
     for fmt, result in results.items():
         if fmt == "int8":

@@ -1,11 +1,13 @@
 """Reading gin configs with messages that name the file or binding at fault."""
 
 import ast
+import io
 import re
 import tokenize
 from pathlib import Path
 
 import gin
+from gin import config_parser
 
 from lib.errors import UserError
 
@@ -18,6 +20,7 @@ def parse(gin_files: list[str], gin_params: list[str]) -> None:
     for path in gin_files:
         if not Path(path).is_file():
             raise UserError(f"--gin {path}: no such file (configs live in gin/)")
+        check_includes(Path(path))
     try:
         gin.parse_config_files_and_bindings(gin_files, gin_params)
     except (ValueError, KeyError, SyntaxError, TypeError, tokenize.TokenError) as error:  # unknown name, bad syntax
@@ -50,6 +53,62 @@ def _find_unreadable_binding(gin_files: list[str], gin_params: list[str]) -> str
             except (ValueError, SyntaxError):
                 return f"{where}: {value!r} is not a value gin can read (numbers, 'strings', lists, tuples, dicts)"
     return None
+
+
+def _include_target(name: str) -> Path | None:
+    """Where gin finds an included file: as written (from the working directory), else from the project."""
+    return next((p for p in (Path(name), ROOT / name) if p.is_file()), None)
+
+
+def check_includes(path: Path, chain: tuple[str, ...] = ()) -> None:
+    """gin reports a missing include without the file that asked for it, and recurses forever on
+    an include loop: follow the includes first and name the file and line."""
+    for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+        found = re.fullmatch(r"\s*include\s+(['\"])(.*)\1\s*(#.*)?", line)
+        if not found:
+            continue
+        where, target = f"{path}, line {number}", _include_target(found[2])
+        if target is None:
+            raise UserError(f"{where}: include '{found[2]}': no such file (looked in . and {ROOT})")
+        if target.resolve() in {Path(c).resolve() for c in (*chain, path)}:
+            loop = " -> ".join((*chain, str(path), found[2]))
+            raise UserError(f"{where}: include '{found[2]}' makes a loop ({loop})")
+        check_includes(target, (*chain, str(path)))
+
+
+class _Placeholders(config_parser.ParserDelegate):
+    """Keeps `@name` and `%NAME` as text: reading values must not need the configurables registered."""
+
+    def configurable_reference(self, scoped_name, evaluate):
+        return f"@{scoped_name}{'()' if evaluate else ''}"
+
+    def macro(self, macro_name):
+        return f"%{macro_name}"
+
+
+def read_bindings(gin_files: list[str], gin_params: list[str], configurable: str) -> dict:
+    """The values a recipe binds for one configurable, read from the files (includes followed) and
+    bindings, later ones winning, without touching gin's global configuration: callable any number
+    of times in one process, and beside a configuration already parsed."""
+    values = {}
+
+    def read(text: str, source: str) -> None:
+        try:
+            for statement in config_parser.ConfigParser(io.StringIO(text), _Placeholders()):
+                if isinstance(statement, config_parser.IncludeStatement):
+                    read(_include_target(statement.filename).read_text(), statement.filename)
+                elif isinstance(statement, config_parser.BindingStatement) and not statement.scope:
+                    if statement.selector.split(".")[-1] == configurable:
+                        values[statement.arg_name] = statement.value
+        except (SyntaxError, ValueError, AttributeError, tokenize.TokenError) as error:
+            raise UserError(f"{source}: {str(error).strip().splitlines()[0]}") from None
+
+    for path in gin_files:
+        check_includes(Path(path))
+        read(Path(path).read_text(), path)
+    for param in gin_params:
+        read(param, f"--gin-param {param!r}")
+    return values
 
 
 PASSED_BY_THE_PROGRAM = {"train.resume": "pass --resume RUN_DIR to train.py"}

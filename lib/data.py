@@ -4,6 +4,7 @@ import hashlib
 import os
 import signal
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -12,7 +13,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Sampler
 
-from lib.config import parse
+from lib.checks import check_number
+from lib.config import read_bindings
 from lib.copy_paste import SceneComposer, plate_split
 from lib.errors import UserError
 from lib.pairs import IGNORE, SPLIT_NAMES, Pair, read_image, read_target, scan_root, split_pairs
@@ -158,49 +160,85 @@ class SegmentationDataset:
         return {"image": sample["image"], "mask": sample["mask"], "index": index}
 
 
-@gin.configurable
-def make_splits(
+@dataclass(frozen=True)
+class DataRecipe:
+    """What a run trains on: data roots, the split and its seed. Plain data, recorded in the run
+    folder (run.json) and in every model file, so the same photos are found again from plain
+    arguments: the split is deterministic."""
+
+    roots: tuple[str, ...]
+    split: tuple[float, float, float] = (0.8, 0.1, 0.1)
+    seed: int = 0
+
+    def to_dict(self) -> dict:
+        return {"roots": list(self.roots), "split": list(self.split), "seed": self.seed}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "DataRecipe":
+        return cls(tuple(d["roots"]), tuple(d.get("split", cls.split)), int(d.get("seed", 0)))
+
+    def make(self) -> tuple[dict[str, list[Pair]], list[str]]:
+        """Scan each data root and split it on its own, so every split has the same mix of kinds.
+
+        Returns the splits and one report per root that had files left out.
+        """
+        if not self.roots:
+            raise UserError("make_splits.roots is empty: give at least one data folder")
+        splits = {name: [] for name in SPLIT_NAMES}
+        reports = []
+        for root in self.roots:
+            try:
+                scan = scan_root(root)
+            except UserError as error:
+                raise UserError(f"{error}. {DATA_HINT}") from None
+            if scan.report():
+                reports.append(scan.report())
+            if not scan.pairs:
+                raise UserError(
+                    f"data root {root} ({scan.layout} layout) has no usable image/mask pairs"
+                    + (f":\n{scan.report()}" if scan.report() else "")
+                )
+            for name, pairs in split_pairs(scan.pairs, self.split, self.seed).items():
+                splits[name] += pairs
+        if not splits["train"]:
+            raise UserError(f"make_splits.split={tuple(self.split)} leaves no training pairs")
+        return splits, reports
+
+
+@gin.configurable("make_splits")  # the name recipes bind: make_splits.roots, .split, .seed
+def data_recipe(
     roots: list[str] = gin.REQUIRED,
     split: tuple[float, float, float] = (0.8, 0.1, 0.1),
     seed: int = 0,
-) -> tuple[dict[str, list[Pair]], list[str]]:
-    """Scan each data root and split it on its own, so every split has the same mix of kinds.
-
-    Returns the splits and one report per root that had files left out.
-    """
+) -> DataRecipe:
     if isinstance(roots, str):
         roots = [roots]
-    if not roots:
-        raise UserError("make_splits.roots is empty: give at least one data folder")
-    splits = {name: [] for name in SPLIT_NAMES}
-    reports = []
-    for root in roots:
-        try:
-            scan = scan_root(root)
-        except UserError as error:
-            raise UserError(f"{error}. {DATA_HINT}") from None
-        if scan.report():
-            reports.append(scan.report())
-        if not scan.pairs:
-            raise UserError(
-                f"data root {root} ({scan.layout} layout) has no usable image/mask pairs"
-                + (f":\n{scan.report()}" if scan.report() else "")
-            )
-        for name, pairs in split_pairs(scan.pairs, split, seed).items():
-            splits[name] += pairs
-    if not splits["train"]:
-        raise UserError(f"make_splits.split={tuple(split)} leaves no training pairs")
-    return splits, reports
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise UserError(f"make_splits.seed={seed!r}: expected a whole number")
+    return DataRecipe(tuple(str(r) for r in roots or ()), tuple(split), seed)
+
+
+def make_splits(**bindings) -> tuple[dict[str, list[Pair]], list[str]]:
+    """The splits of the configured recipe (any argument given here overrides its binding)."""
+    return data_recipe(**bindings).make()
 
 
 def recipe_splits(gin_files: list[str], gin_params: list[str] = ()) -> dict[str, list[Pair]]:
-    """The splits a recipe's run made, made again: roots, fractions and seed come from the recipe,
-    and the split is deterministic, so these are the photos its run trained and was tested on."""
-    parse(gin_files, list(gin_params))
-    splits, reports = make_splits()
+    """The splits a recipe's run made, made again: roots, fractions and seed are read from the recipe
+    (gin's global configuration untouched), and the split is deterministic, so these are the photos
+    its run trained and was tested on."""
+    splits, reports = DataRecipe(**recipe_bindings(gin_files, gin_params)).make()
     for report in reports:
         print(report)
     return splits
+
+
+def recipe_bindings(gin_files: list[str], gin_params: list[str] = ()) -> dict:
+    found = read_bindings(list(gin_files), list(gin_params), "make_splits")
+    if "roots" not in found:
+        raise UserError(f"{', '.join(gin_files)}: binds no make_splits.roots (the data the recipe trains on)")
+    roots = [found["roots"]] if isinstance(found["roots"], str) else found["roots"]
+    return {"roots": tuple(roots)} | {k: tuple(v) if k == "split" else v for k, v in found.items() if k != "roots"}
 
 
 def _ignore_sigint(worker_id: int) -> None:
@@ -236,6 +274,18 @@ def build_composer(
     )
 
 
+def check_loader_settings(input_size, batch_size, val_batch_size, num_workers, augment, cache_scale, early_size):
+    """One line for a value out of range, before anything is built."""
+    for name, size in (("input_size", input_size), ("early_size", early_size)):
+        if size is not None and not (isinstance(size, tuple | list) and len(size) == 2):
+            raise UserError(f"build_dataloaders.{name}={size!r}: expected (height, width), multiples of 32")
+    check_number("build_dataloaders.batch_size", batch_size, integer=True, low=1)
+    check_number("build_dataloaders.val_batch_size", val_batch_size, integer=True, low=1, optional=True)
+    check_number("build_dataloaders.num_workers", num_workers, integer=True, low=0, high=64, optional=True)
+    check_number("build_dataloaders.augment_strength", augment, low=0, high=3)
+    check_number("build_dataloaders.cache_scale", cache_scale, above=0, high=8)
+
+
 @gin.configurable(denylist=["splits", "seed"])  # the loop always passes them: a binding would be ignored
 def build_dataloaders(
     splits: dict[str, list[Pair]],
@@ -262,6 +312,9 @@ def build_dataloaders(
     training batches turned landscape (webcams deliver 4:3 and 16:9). scenes: people composited
     into scenes (build_composer, lib/copy_paste.py).
     """
+    check_loader_settings(
+        input_size, batch_size, val_batch_size, num_workers, augment_strength, cache_scale, early_size
+    )
     height, width = input_size
     for flag, (h, w) in (("input_size", input_size), ("early_size", early_size or input_size)):
         if h % 32 or w % 32 or min(h, w) < 32:

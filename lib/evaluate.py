@@ -11,9 +11,11 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from lib import metrics
+from lib.checks import check_number
 from lib.config import ROOT
-from lib.data import recipe_splits
+from lib.data import DataRecipe, recipe_bindings
 from lib.errors import UserError
+from lib.files import check_output_file, write_text
 from lib.inference import Segmenter, load_segmenter
 from lib.model_info import ModelInfo
 from lib.pairs import IGNORE, SPLIT_NAMES, Pair, pairs_under, read_split, read_target
@@ -172,10 +174,12 @@ def select_pairs(
     split = split or "test"
     names = SPLIT_NAMES if split == "all" else (split,)
     run_dir = find_run_dir(model_path, info)
-    recipe = ROOT / info.meta.get("recipe", "no recipe")
-    if run_dir is None and recipe.is_file():
-        splits = recipe_splits([str(recipe)])
-        print(f"photos: the {split} split of {info.meta['recipe']}, made again from its roots, fractions and seed")
+    recipe, source = recipe_of(info)
+    if run_dir is None and recipe is not None:
+        splits, reports = recipe.make()
+        for report in reports:
+            print(report)
+        print(f"photos: the {split} split of {source}, made again from its roots, fractions and seed")
         return [pair for name in names for pair in splits[name]], split, None
     if run_dir is None:
         raise UserError(
@@ -194,6 +198,35 @@ def select_pairs(
     if not pairs:
         raise UserError(f"--split {split}: the run {run_dir} has no pairs in that split")
     return pairs, split, run_dir
+
+
+def recipe_of(info: ModelInfo) -> tuple[DataRecipe | None, str]:
+    """The data a model's run trained on, from its file alone: the roots, split and seed it carries
+    (`data`), or those of the recipe it names (`recipe`, files shipped before they carried `data`)."""
+    if info.meta.get("data"):
+        return DataRecipe.from_dict(info.meta["data"]), info.meta.get("recipe", "its run")
+    recipe = ROOT / info.meta.get("recipe", "no recipe")
+    if recipe.is_file():
+        return DataRecipe(**recipe_bindings([str(recipe)])), info.meta["recipe"]
+    return None, ""
+
+
+def seen_in_training(model_path: Path, info: ModelInfo, pairs: list[Pair]) -> int:
+    """How many of `pairs` the model trained on: its run's train split list, else its recipe's split
+    made again (only when the recipe's roots are among the photos' own)."""
+    run_dir = find_run_dir(model_path, info)
+    if run_dir is not None and (run_dir / "splits" / "train.tsv").is_file():
+        try:
+            trained = read_split(run_dir / "splits" / "train.tsv")
+        except UserError:  # the run's data moved: nothing to compare with
+            return 0
+    else:
+        recipe, _ = recipe_of(info)
+        roots = {Path(p.root).resolve() for p in pairs}
+        if recipe is None or not roots & {Path(r).resolve() for r in recipe.roots}:
+            return 0
+        trained = recipe.make()[0]["train"]
+    return len({p.image_path.resolve() for p in trained} & {p.image_path.resolve() for p in pairs})
 
 
 def format_table(result: dict) -> str:
@@ -223,12 +256,18 @@ def evaluate(
 
     refine: scale each probability up to its photo along the photo's edges (the webcam's --refine).
     """
-    if batch_size < 1:
-        raise UserError(f"--batch-size {batch_size}: expected a positive number")
+    check_number("--batch-size", batch_size, integer=True, low=1, high=4096)
+    check_number("--workers", num_workers, integer=True, low=0, high=64)
+    out = check_output_file(json_out, "--json") if json_out else None  # before the evaluation, not after
     model_path = Path(ckpt)
     segmenter = load_segmenter(model_path, backend=backend, device=device)
     segmenter.refine = refine
     pairs, split, run_dir = select_pairs(model_path, segmenter.info, data, split)
+    if data and (seen := seen_in_training(model_path, segmenter.info, pairs)):
+        print(
+            f"warning: {seen} of these {len(pairs)} photos are in {model_path.name}'s training split: it has seen "
+            "them, so this score flatters it (leave out --data to score its test split)"
+        )
     start = time.perf_counter()
     result = score(segmenter, pairs, batch_size, tta, num_workers, progress=progress)
     result.update(
@@ -243,10 +282,8 @@ def evaluate(
     extras = (", flip TTA" if tta else "") + (", refined at full size" if refine else "")
     print(f"{segmenter.name} on {split} ({len(pairs)} photos{extras}):")
     print(format_table(result))
-    if json_out:
-        out = Path(json_out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(result, indent=2))
+    if out is not None:
+        write_text(out, json.dumps(result, indent=2))
         pics = out.with_name(out.stem + "_worst.png")
     elif run_dir is not None and run_dir.resolve() in model_path.resolve().parents:
         pics = run_dir / "pics" / f"eval_{split}_{model_path.name.replace('.', '_')}_worst.png"

@@ -9,6 +9,7 @@ read back with the loaders its users use (lib.inference) and compared with the e
 import logging
 import tempfile
 import warnings
+from functools import partial
 from pathlib import Path
 
 import cv2
@@ -21,6 +22,7 @@ from torch import nn
 
 from lib.compose import fit_background
 from lib.errors import UserError
+from lib.files import write_atomic
 from lib.inference import load_backend, to_onnx, to_torchscript
 from lib.model import save_checkpoint
 from lib.model_info import META_KEY, ModelInfo
@@ -181,21 +183,30 @@ def export_all(
     model = model.float().eval().cpu()
     out_dir.mkdir(parents=True, exist_ok=True)
     sizes = check_sizes(info.prep)
+
+    def made(fmt: str, tmp: Path) -> dict:
+        """One format written at `tmp` and read back; the check's numbers."""
+        if fmt == "int8":
+            export_int8(model, info, tmp, calibration or [])
+            frames = check_frames or calibration
+            return {"mask_agreement": check_int8(model, tmp, frames, info.prep), "frames": len(frames)}
+        if fmt == "onnx":
+            export_onnx(model, info, tmp, opset=opset, dynamo=dynamo)
+        else:
+            EXPORTERS[fmt](model, info, tmp)
+        return {"max_abs_diff": verify(model, tmp, fmt, sizes), "sizes": sizes}
+
     results = {}
     for fmt in formats:
+        # written and checked under a temporary name, renamed only once it passed: a failed or
+        # short write (a full disk) leaves whatever file was there before
         path = out_dir / f"{stem}{SUFFIXES[fmt]}"
-        if fmt == "int8":
-            export_int8(model, info, path, calibration or [])
-            agreement = mask_agreement(model, path, check_frames or calibration, info.prep)
-            if agreement < INT8_MIN_AGREEMENT:
-                raise RuntimeError(
-                    f"{path}: its masks agree with fp32's by IoU {agreement:.4f} (< {INT8_MIN_AGREEMENT})"
-                )
-            results[fmt] = {"path": str(path), "mask_agreement": agreement, "frames": len(check_frames or calibration)}
-            continue
-        if fmt == "onnx":
-            export_onnx(model, info, path, opset=opset, dynamo=dynamo)
-        else:
-            EXPORTERS[fmt](model, info, path)
-        results[fmt] = {"path": str(path), "max_abs_diff": verify(model, path, fmt, sizes), "sizes": sizes}
+        results[fmt] = {"path": str(path)} | write_atomic(path, partial(made, fmt))
     return results
+
+
+def check_int8(model: nn.Module, path: Path, frames: list[np.ndarray], prep: Preprocess) -> float:
+    agreement = mask_agreement(model, path, frames, prep)
+    if agreement < INT8_MIN_AGREEMENT:
+        raise RuntimeError(f"{path}: its masks agree with fp32's by IoU {agreement:.4f} (< {INT8_MIN_AGREEMENT})")
+    return agreement

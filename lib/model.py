@@ -4,7 +4,6 @@ A checkpoint (.pt) holds the weights, how to rebuild the network, and how to pre
 input, so evaluate.py, export.py and webcam.py need nothing but the file.
 """
 
-import os
 from pathlib import Path
 
 import gin
@@ -13,6 +12,7 @@ import torch
 from torch import nn
 
 from lib.errors import UserError
+from lib.files import write_atomic
 from lib.model_info import ModelInfo, ModelSpec
 from lib.preprocess import IMAGENET_MEAN, IMAGENET_STD
 
@@ -127,7 +127,7 @@ def count_parameters(model: nn.Module) -> int:
 
 
 def save_checkpoint(path: Path, model: nn.Module, info: ModelInfo, half: bool = False) -> None:
-    """Write atomically: a run killed mid-write leaves the previous file intact.
+    """Write atomically: a run killed mid-write, or a full disk, leaves the previous file intact.
 
     half: store floating-point weights as fp16 (half the file); loading casts them back to fp32.
     """
@@ -136,9 +136,7 @@ def save_checkpoint(path: Path, model: nn.Module, info: ModelInfo, half: bool = 
         state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save({**info.to_dict(), "state_dict": state}, tmp)
-    os.replace(tmp, path)
+    write_atomic(path, lambda tmp: torch.save({**info.to_dict(), "state_dict": state}, tmp))
 
 
 def read_checkpoint(path: str | Path) -> tuple[ModelInfo, dict]:

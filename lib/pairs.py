@@ -27,6 +27,8 @@ from lib.errors import UserError
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")  # photos, masks and frames alike
 SPLIT_NAMES = ("train", "val", "test")
 IGNORE = 255  # the value of an unknown pixel in a target (read_target): 0 background, 1 person
+MIN_SIDE = 32  # the encoders downsample 5 times: a smaller photo has no pixel left at the bottom
+EXIF_ORIENTATION = 0x0112
 
 
 @dataclass(frozen=True)
@@ -202,18 +204,28 @@ def _has_alpha(im: Image.Image) -> bool:
     return im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info)
 
 
+def decoded_size(im: Image.Image) -> tuple[int, int]:
+    """(width, height) as read_image decodes the photo: OpenCV turns it upright by its EXIF
+    orientation, so a phone photo stored turned is checked against its mask the way it is read.
+    (Masks are decoded as stored, IMREAD_UNCHANGED, and checked so.)"""
+    turned = im.getexif().get(EXIF_ORIENTATION, 1) in (5, 6, 7, 8)  # a quarter turn: width and height swap
+    return im.size[::-1] if turned else im.size
+
+
 def check_pair(pair: Pair) -> str | None:
     """Why this pair cannot be used (naming the file), or None. Reads headers only."""
     sizes = []
     for path in (pair.image_path, pair.mask_path, *([pair.ignore_path] if pair.ignore else [])):
         try:
             with Image.open(path) as im:
-                sizes.append(im.size)
+                sizes.append(decoded_size(im) if path == pair.image_path else im.size)
                 fmt, alpha, mode = im.format, _has_alpha(im), im.mode
         except (OSError, UnidentifiedImageError, ValueError) as error:
             return f"{path}: not a readable image ({type(error).__name__})"
         if _looks_truncated(path, fmt):
             return f"{path}: truncated {fmt} file (no end marker)"
+    if min(sizes[0]) < MIN_SIDE:
+        return f"{pair.image_path}: {sizes[0][0]}x{sizes[0][1]} pixels, smaller than the networks' stride ({MIN_SIDE})"
     if pair.layout == "aisegment" and not alpha:
         return (
             f"{pair.mask_path}: no alpha channel (mode {mode}); AISegment mattes keep the person "

@@ -1,5 +1,6 @@
 """The run folder, experiments/expN: everything a training run writes, and where.
 
+    expN/run.json                    what the run trains on (data roots, split, seed) and its network
     expN/operative_config.gin        the whole configuration as gin saw it (after step 1 and at the end)
     expN/splits/{train,val,test}.tsv the photos of each split
     expN/checkpoints/step_N/         Accelerate state + loop.json; the last `keep` of them
@@ -8,14 +9,16 @@
     expN/logs/                       TensorBoard and WandB
     expN/metrics.json                history, best epoch, test scores, export checks
 
-The loop in lib/train.py decides when; this module knows where and how. A checkpoint is
-written under a .tmp name and renamed when complete, so a kill never leaves half of one.
+The loop in lib/train.py decides when; this module knows where and how. Every file and
+checkpoint is written under a temporary name and renamed when complete (lib/files.py), so a
+kill or a full disk never leaves half of one, and the one before is kept.
 """
 
 import json
 import os
 import re
 import shutil
+import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -25,13 +28,15 @@ import numpy as np
 from accelerate.utils import broadcast_object_list
 
 from lib.errors import UserError
+from lib.files import WriteFailed, cause, check_writable, write_text
 from lib.inference import Segmenter, torch_backend
 from lib.model import save_checkpoint
-from lib.model_info import ModelInfo
+from lib.model_info import ModelInfo, ModelSpec
 from lib.pairs import SPLIT_NAMES, Pair, read_image, read_split, read_target, write_split
 from lib.pictures import prediction_row, save_curves, save_grid
 
 CHECKPOINT_RE = re.compile(r"^step_(\d+)$")
+RECORD = "run.json"
 
 
 @dataclass
@@ -44,6 +49,19 @@ class LoopState:
     best: dict | None = None
     epoch_loss: list = field(default_factory=lambda: [0.0, 0])  # sum, count in the current epoch
     seconds: float = 0.0  # training time so far, over every resume: what train.max_minutes counts
+    epoch_seconds: list = field(default_factory=list)  # each epoch's time: train.max_minutes' pace
+
+    @property
+    def epochs_done(self) -> int:
+        """Epochs whose end-of-epoch work (validation, weights, checkpoint) is done. A run stopped
+        after an epoch's last step but before that work is at the same step as one stopped after
+        it: this, not the step, says which, so a resume finishes the epoch it stopped in."""
+        return len(self.history)
+
+    @property
+    def steps_in_epoch(self) -> int:
+        """Optimizer steps taken in the epoch not yet ended (the batches a resume skips)."""
+        return self.epoch_loss[1]
 
     def end_epoch(self, epoch: int, val: dict, images_per_s: float) -> bool:
         """Record an epoch's scores; True when its validation IoU is the best so far."""
@@ -75,16 +93,48 @@ def new_run_dir(root: str | Path) -> Path:
             number += 1
 
 
-def open_run_dir(run_root: str, resume: str | None, is_main: bool) -> Path:
-    """A new experiments/expN (chosen on the main process and shared), or the run to resume."""
-    if resume:
-        run_dir = Path(resume)
-        if not checkpoints(run_dir):
-            raise UserError(f"--resume {resume}: no finished checkpoint in {run_dir / 'checkpoints'}")
-        return run_dir
+@dataclass
+class Run:
+    """A run's folder (None until it is created), its splits, and what it trains on as plain data:
+    `data` the recipe's roots, split and seed, `model` the network's spec (None for runs written
+    before run.json)."""
+
+    path: Path | None
+    splits: dict[str, list[Pair]]
+    data: dict | None = None
+    model: dict | None = None
+
+
+def create_run(run_root: str, run: Run, spec: ModelSpec, is_main: bool) -> Run:
+    """A new experiments/expN (chosen on the main process, shared with the others) holding the
+    split lists and run.json. Called once the data, loaders and model are built."""
     chosen = [str(new_run_dir(run_root)) if is_main else None]
     broadcast_object_list(chosen)
-    return Path(chosen[0])
+    created = Run(Path(chosen[0]), run.splits, run.data, spec.to_dict())
+    if is_main:
+        save_splits(created.path, created.splits)
+        write_json(created.path / RECORD, {"data": created.data, "model": created.model})
+    return created
+
+
+def reopen_run(run_dir: str) -> Run:
+    """The run to resume: its split lists and record, read back; nothing is made again."""
+    path = Path(run_dir)
+    if not checkpoints(path):
+        raise UserError(f"--resume {run_dir}: no finished checkpoint in {path / 'checkpoints'}")
+    check_writable(path, "--resume")
+    record = json.loads((path / RECORD).read_text()) if (path / RECORD).is_file() else {}
+    return Run(path, load_splits(path), record.get("data"), record.get("model"))
+
+
+def check_same_network(run: Run, spec: ModelSpec) -> None:
+    """--resume with a configuration that builds another network: one line, not the weights' names."""
+    if run.model is not None and not ModelSpec.from_dict(run.model).same_network(spec):
+        raise UserError(
+            f"--resume {run.path}: the run trains {ModelSpec.from_dict(run.model)} but this configuration "
+            f"builds {spec}; resume with the run's own configuration (drop the --gin or --gin-param that changes "
+            "build_model)"
+        )
 
 
 def checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
@@ -107,9 +157,7 @@ def load_splits(run_dir: Path) -> dict[str, list[Pair]]:
 
 
 def write_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2))
-    os.replace(tmp, path)
+    write_text(path, json.dumps(data, indent=2))
 
 
 def default_wandb_mode() -> None:
@@ -141,15 +189,29 @@ class RunFolder:
         return self.path / "pics" / name
 
     def save_state(self, loop: LoopState) -> None:
-        """Accelerate state + loop state, written to .tmp and renamed; the oldest beyond `keep` go."""
+        """Accelerate state + loop state, written to .tmp and renamed; the oldest beyond `keep` go.
+
+        A save that fails (a full disk) removes its half and stops the run in one line; the
+        checkpoints before it are kept, so --resume continues from the last good one."""
         tmp = self.path / "checkpoints" / f"step_{loop.step}.tmp"
-        self.accelerator.save_state(str(tmp))
+        try:
+            self.accelerator.save_state(str(tmp))
+            if self.main:
+                write_json(tmp / "loop.json", asdict(loop))
+                final = tmp.with_suffix("")
+                if final.exists():
+                    shutil.rmtree(final)
+                os.replace(tmp, final)
+        except (OSError, RuntimeError) as error:  # safetensors reports a full disk as a RuntimeError
+            shutil.rmtree(tmp, ignore_errors=True)
+            last = self.last_checkpoint()
+            kept = f"the last good checkpoint {last.name} is kept: " if last else ""
+            reason = cause(error) if isinstance(error, OSError) else str(error).strip().splitlines()[0][:200]
+            raise WriteFailed(
+                f"could not save checkpoint {tmp.with_suffix('')}: {reason}; {kept}free space, then "
+                f"python train.py --resume {self.path}"
+            ) from None
         if self.main:
-            write_json(tmp / "loop.json", asdict(loop))
-            final = tmp.with_suffix("")
-            if final.exists():
-                shutil.rmtree(final)
-            os.replace(tmp, final)
             for _, old in checkpoints(self.path)[: -self.keep]:
                 shutil.rmtree(old, ignore_errors=True)
         self.accelerator.wait_for_everyone()
@@ -159,16 +221,34 @@ class RunFolder:
         return found[-1][1] if found else None
 
     def load_state(self) -> LoopState:
-        step, ckpt = checkpoints(self.path)[-1]
-        self.accelerator.load_state(str(ckpt))
-        loop = LoopState(**json.loads((ckpt / "loop.json").read_text()))
-        assert loop.step == step, f"{ckpt}: loop.json says step {loop.step}"
-        return loop
+        """The newest checkpoint that reads back whole; a damaged one (a truncated file) is passed
+        over with one line for the one before it (two are kept for this)."""
+        found = checkpoints(self.path)[::-1]
+        for n, (step, ckpt) in enumerate(found):
+            try:
+                self.accelerator.load_state(str(ckpt))
+                loop = LoopState(**json.loads((ckpt / "loop.json").read_text()))
+                if loop.step != step:
+                    raise ValueError(f"loop.json says step {loop.step}")
+                return loop
+            except Exception as error:  # noqa: BLE001 - whatever broke the file, the one before may be whole
+                reason = f"{type(error).__name__}: {str(error).strip().splitlines()[0][:120] if str(error) else ''}"
+                if n + 1 == len(found):
+                    raise UserError(
+                        f"--resume {self.path}: no checkpoint reads back whole ({ckpt.name}: {reason})"
+                    ) from None
+                print(
+                    f"note: checkpoint {ckpt} is damaged ({reason}); resuming from {found[n + 1][1].name}",
+                    file=sys.stderr,
+                )
+        raise UserError(f"--resume {self.path}: no finished checkpoint in {self.path / 'checkpoints'}")
 
-    def write_config(self, carried: str = "") -> None:
-        """gin's operative config, plus `carried` bindings of configurables this run did not call."""
+    def write_config(self, resumed: bool = False) -> None:
+        """gin's operative config: what the run's configurables were called with. A resumed run
+        calls fewer (it reads its split lists instead of making them), so it writes the whole
+        configuration it was given: its own operative config plus any overrides."""
         if self.main:
-            (self.path / "operative_config.gin").write_text(gin.operative_config_str() + carried)
+            write_text(self.path / "operative_config.gin", gin.config_str() if resumed else gin.operative_config_str())
 
     def save_weights(self, model, loop: LoopState, epoch: int, val: dict, improved: bool) -> None:
         if not self.main:

@@ -17,16 +17,26 @@ from accelerate.utils import ProjectConfiguration, broadcast_object_list, parse_
 from tqdm import tqdm
 
 from lib import evaluate, metrics
+from lib.checks import check_number
 from lib.copy_paste import plate_split
-from lib.data import build_dataloaders, make_splits
+from lib.data import build_dataloaders, data_recipe
 from lib.errors import UserError
 from lib.export import export_all
+from lib.files import check_writable
 from lib.inference import Segmenter, torch_backend
 from lib.losses import build_loss
 from lib.model import build_model, count_parameters, load_checkpoint
 from lib.model_info import ModelInfo
 from lib.pairs import Pair, pairs_under
-from lib.run_folder import LoopState, RunFolder, default_wandb_mode, load_splits, open_run_dir, save_splits
+from lib.run_folder import (
+    LoopState,
+    Run,
+    RunFolder,
+    check_same_network,
+    create_run,
+    default_wandb_mode,
+    reopen_run,
+)
 
 
 class StopRequest:
@@ -53,19 +63,19 @@ class Interrupted(UserError):
     exit_code = 130
 
 
-def warmup_cosine(warmup_steps: int, loop: LoopState, min_ratio: float = 0.01):
-    """LR multiplier: linear warm-up, then cosine decay to min_ratio at loop.total_steps.
+def lr_factor(step: int, total_steps: int, warmup_steps: int, min_ratio: float = 0.01) -> float:
+    """The learning rate's multiplier at optimizer step `step` (0-based): linear warm-up, then cosine
+    decay to min_ratio at total_steps. A function of the loop's state alone, so a resumed run and a
+    time budget that shortens the schedule need nothing but the state."""
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
-    Reads total_steps on every call, so a time budget can shorten the schedule mid-run.
-    """
 
-    def factor(step: int) -> float:
-        if step < warmup_steps:
-            return (step + 1) / warmup_steps
-        progress = min(1.0, (step - warmup_steps) / max(1, loop.total_steps - warmup_steps))
-        return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
-
-    return factor
+def set_lr(optimizer, lr: float) -> None:
+    for group in optimizer.param_groups:
+        group["lr"] = lr
 
 
 def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
@@ -104,15 +114,14 @@ class TimeBudget:
 
     def __init__(self, minutes: float, planned_steps: int, steps_per_epoch: int):
         self.seconds, self.planned_steps, self.steps_per_epoch = minutes * 60, planned_steps, steps_per_epoch
-        self.epoch_seconds = []
 
-    def fit(self, epochs_done: int, epoch_s: float, spent_s: float) -> int:
-        """spent_s: the run's training time so far, the time before a resume included (a budget
+    def fit(self, loop: LoopState, epoch_s: float) -> int:
+        """loop.seconds: the run's training time so far, the time before a resume included (a budget
         that restarted at each resume would grow the schedule and raise the learning rate again)."""
-        self.epoch_seconds.append(epoch_s)
-        pace = sum(self.epoch_seconds[-3:]) / len(self.epoch_seconds[-3:])
-        left = self.seconds - spent_s
-        total = [fit_to_budget(self.planned_steps, epochs_done, self.steps_per_epoch, pace, left)]
+        loop.epoch_seconds.append(epoch_s)
+        pace = sum(loop.epoch_seconds[-3:]) / len(loop.epoch_seconds[-3:])
+        left = self.seconds - loop.seconds
+        total = [fit_to_budget(self.planned_steps, loop.epochs_done, self.steps_per_epoch, pace, left)]
         broadcast_object_list(total)
         return total[0]
 
@@ -136,26 +145,32 @@ def make_accelerator(run_dir: Path, cpu: bool, mixed_precision, grad_accum: int,
     )
 
 
-def new_splits(state: PartialState) -> dict:
-    splits, reports = make_splits()
+def new_run(run_root: str, state: PartialState) -> Run:
+    """A run to start: its splits made from the recipe (make_splits.*); the folder comes later,
+    once everything a mistake can break is built, so a failed launch leaves none."""
+    check_writable(run_root, "train.run_root")
+    recipe = data_recipe()
+    splits, reports = recipe.make()
     for report in reports:
         state.print(f"note: {report}")
     if not splits["val"]:
         raise UserError("make_splits.split leaves no validation pairs; validation picks the best checkpoint")
-    return splits
+    return Run(None, splits, recipe.to_dict())
 
 
-def carried_split_bindings() -> str:
-    """A resumed run reads its own split lists and never calls make_splits, so gin's operative
-    config would lose make_splits' bindings; they are carried over, so the file still starts the
-    same run when reused with --gin."""
-    lines = []
-    for name in ("roots", "split", "seed"):
-        try:
-            lines.append(f"make_splits.{name} = {gin.query_parameter(f'make_splits.{name}')!r}")
-        except ValueError:  # not bound: the default holds
-            pass
-    return "\n# carried over from the run's start (make_splits is not called on a resume)\n" + "\n".join(lines) + "\n"
+def check_settings(epochs, max_steps, max_minutes, lr, weight_decay, warmup_steps, grad_accum, clip_grad_norm,
+                   log_every, pics_every, num_preview, keep_checkpoints) -> None:  # fmt: skip
+    """Every number a user sets, checked before anything is built: one line naming the binding."""
+    for name, value in (("epochs", epochs), ("grad_accum", grad_accum), ("log_every", log_every),
+                        ("pics_every", pics_every), ("keep_checkpoints", keep_checkpoints)):  # fmt: skip
+        check_number(f"train.{name}", value, integer=True, low=1)
+    check_number("train.max_steps", max_steps, integer=True, low=1, optional=True)
+    check_number("train.max_minutes", max_minutes, above=0, optional=True)
+    check_number("train.lr", lr, above=0, high=10)
+    check_number("train.weight_decay", weight_decay, low=0, high=1)
+    check_number("train.warmup_steps", warmup_steps, integer=True, low=0)
+    check_number("train.clip_grad_norm", clip_grad_norm, above=0, optional=True)
+    check_number("train.num_preview", num_preview, integer=True, low=0)
 
 
 def start_trackers(accelerator, run_dir: Path, info: ModelInfo, **hyper) -> None:
@@ -272,23 +287,26 @@ def train(
     NHWC tensors (faster with bf16 on GPUs, and ~1.6x faster training on this CPU). max_steps caps
     the optimizer steps. max_minutes: a time budget the schedule is fitted to after each epoch.
     """
+    check_settings(epochs, max_steps, max_minutes, lr, weight_decay, warmup_steps, grad_accum, clip_grad_norm,
+                   log_every, pics_every, num_preview, keep_checkpoints)  # fmt: skip
     cpu = use_cpu()
     state = PartialState(cpu=cpu)
     set_seed(seed)
-    # What a mistake in the configuration can break is built before a numbered folder is made:
-    # a failed launch leaves none behind.
-    run_dir = open_run_dir(run_root, resume, state.is_main_process) if resume else None
-    splits = load_splits(run_dir) if resume else new_splits(state)
-    train_dl, val_dl, prep = build_dataloaders(splits, seed=seed)
+    # Two ways in: a new run (splits made from the recipe) or a run reopened (its own split lists).
+    # What a mistake in the configuration can break is built before a numbered folder is made.
+    run = reopen_run(resume) if resume else new_run(run_root, state)
+    train_dl, val_dl, prep = build_dataloaders(run.splits, seed=seed)
     model, spec = build_model()
     loss_fn = build_loss()
     scene_pairs, empty_scenes = eval_sets(eval_roots)
-    if run_dir is None:
-        run_dir = open_run_dir(run_root, None, state.is_main_process)
-        if state.is_main_process:
-            save_splits(run_dir, splits)
+    if resume:
+        check_same_network(run, spec)
+    else:
+        run = create_run(run_root, run, spec, state.is_main_process)
+    run_dir = run.path
     accelerator = make_accelerator(run_dir, cpu, mixed_precision, grad_accum, log_with)
-    info = ModelInfo(spec, prep, {"run_dir": str(run_dir.resolve())})  # exports find their run from anywhere
+    # exports find their run from anywhere; `data` lets evaluate.py tell a model its training photos
+    info = ModelInfo(spec, prep, {"run_dir": str(run_dir.resolve())} | ({"data": run.data} if run.data else {}))
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     model = model.to(memory_format=memory_format)
     optimizer = torch.optim.AdamW(param_groups(model, weight_decay), lr=lr)
@@ -297,60 +315,56 @@ def train(
     if not resume:
         folder.save_training_samples(train_dl.dataset)
 
-    # The schedule counts optimizer steps of this process's loader; stepped by hand, once per
-    # step, rather than prepared (a prepared scheduler steps num_processes times per step).
+    # Steps count optimizer steps of this process's loader; the learning rate is a function of
+    # the loop's state (lr_factor), so the state is all a resume needs.
     steps_per_epoch = math.ceil(len(train_dl) / grad_accum)
     planned_steps = min(max_steps or epochs * steps_per_epoch, epochs * steps_per_epoch)
-    loop = LoopState(total_steps=planned_steps)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer.optimizer, warmup_cosine(warmup_steps, loop))
-    accelerator.register_for_checkpointing(scheduler)
+    loop = folder.load_state() if resume else LoopState(total_steps=planned_steps)
     if resume:
-        loop = folder.load_state()
-        scheduler.lr_lambdas[0] = warmup_cosine(warmup_steps, loop)
         accelerator.print(f"resuming {run_dir} at step {loop.step} of {loop.total_steps}")
     batch_size = train_dl.total_batch_size
     start_trackers(accelerator, run_dir, info, lr=lr, epochs=epochs, batch_size=batch_size, grad_accum=grad_accum)
-    accelerator.print(banner(run_dir, info, model, splits, loop, accelerator))
+    accelerator.print(banner(run_dir, info, model, run.splits, loop, accelerator))
 
     stop, budget = StopRequest(), TimeBudget(max_minutes, planned_steps, steps_per_epoch) if max_minutes else None
     main = accelerator.is_main_process
     progress = tqdm(total=loop.total_steps, initial=loop.step, disable=not main, unit="step", dynamic_ncols=True)
     say = progress.write if main else (lambda message: None)
-    first_step, carried = loop.step + 1, carried_split_bindings() if resume else ""
-    clock_zero = time.perf_counter() - loop.seconds  # so the clock counts the time before a resume
-    start_epoch, done_in_epoch = divmod(loop.step, steps_per_epoch)
+    first_step, clock_zero = loop.step + 1, time.perf_counter() - loop.seconds  # the clock counts time before a resume
     try:
-        for epoch in range(start_epoch, epochs):
-            if loop.step >= loop.total_steps:
-                break
+        # An epoch ends with its end-of-epoch work done; one stopped after its last step is ended here on resume.
+        while loop.epochs_done < epochs and not (loop.step >= loop.total_steps and loop.steps_in_epoch == 0):
+            epoch, epoch_start, images, speed = loop.epochs_done, time.perf_counter(), 0, 0.0
             train_dl.set_epoch(epoch)  # the shuffle and the augmentation: functions of (seed, epoch)
-            skip = done_in_epoch * grad_accum  # after a resume mid-epoch
+            skip = loop.steps_in_epoch * grad_accum  # after a resume mid-epoch
             batches = accelerator.skip_first_batches(train_dl, skip) if skip else train_dl
-            done_in_epoch, epoch_start, images, speed = 0, time.perf_counter(), 0, 0.0
-            for batch in batches:
+            for batch in batches if loop.steps_in_epoch < steps_per_epoch and loop.step < loop.total_steps else ():
                 with accelerator.accumulate(model):
                     loss = loss_fn(model(batch["image"].contiguous(memory_format=memory_format)), batch["mask"])
                     accelerator.backward(loss)
                     if accelerator.sync_gradients and clip_grad_norm:
                         accelerator.clip_grad_norm_(model.parameters(), clip_grad_norm)
+                    set_lr(optimizer, lr * lr_factor(loop.step, loop.total_steps, warmup_steps))
                     optimizer.step()
                     optimizer.zero_grad()
                 images += len(batch["image"]) * accelerator.num_processes
                 if not accelerator.sync_gradients:
                     continue  # still accumulating
-                scheduler.step()
                 loop.step += 1
                 loss_value, stop_now = gather_step(accelerator, loss, stop)
                 if not math.isfinite(loss_value):
                     raise diverged(loss_value, loop.step, epoch, folder)
                 loop.epoch_loss = [loop.epoch_loss[0] + loss_value, loop.epoch_loss[1] + 1]
                 if loop.step == first_step:
-                    folder.write_config(carried)
+                    folder.write_config(resumed=bool(resume))
                 speed = images / (time.perf_counter() - epoch_start)
                 progress.update(1)
                 progress.set_postfix(epoch=epoch + 1, loss=f"{loss_value:.4f}", img_s=f"{speed:.1f}")
                 if loop.step % log_every == 0:
-                    scalars = {"train/loss": loss_value, "train/lr": scheduler.get_last_lr()[0]}
+                    scalars = {
+                        "train/loss": loss_value,
+                        "train/lr": lr * lr_factor(loop.step, loop.total_steps, warmup_steps),
+                    }
                     accelerator.log(scalars | {"train/images_per_s": speed}, step=loop.step)
                 if stop_now:
                     loop.seconds = time.perf_counter() - clock_zero
@@ -368,22 +382,22 @@ def train(
             accelerator.log({f"val/{k}": v for k, v in val.items() if k != "n"} | {"epoch": epoch + 1}, step=loop.step)
             say(epoch_line(epoch + 1, epochs, loop, val, speed, improved))
             loop.seconds, epoch_s = time.perf_counter() - clock_zero, time.perf_counter() - epoch_start
-            if budget and (total := budget.fit(epoch + 1, epoch_s, loop.seconds)) != loop.total_steps:
+            if budget and (total := budget.fit(loop, epoch_s)) != loop.total_steps:
                 say(f"train.max_minutes={max_minutes}: schedule set to {total} steps")
                 loop.total_steps = progress.total = total
             folder.save_weights(model, loop, epoch + 1, val, improved)
             if (epoch + 1) % pics_every == 0 or loop.step >= loop.total_steps or epoch + 1 == epochs:
-                folder.save_preview(model, splits["val"][:num_preview], epoch + 1, loop.step)
+                folder.save_preview(model, run.splits["val"][:num_preview], epoch + 1, loop.step)
             folder.save_state(loop)
     finally:
         progress.close()
 
     accelerator.wait_for_everyone()
     if main:
-        folder.write_config(carried)  # again: configurables first called after step 1 are in it now
+        folder.write_config(resumed=bool(resume))  # again: configurables first called after step 1 are in it now
         results = {"run": str(run_dir), "steps": loop.step, "training_minutes": round(loop.seconds / 60, 1)}
         results |= {"best": loop.best, "history": loop.history}
-        results |= test_and_export(run_dir, info, splits, export_formats, accelerator.device, accelerator.print)
+        results |= test_and_export(run_dir, info, run.splits, export_formats, accelerator.device, accelerator.print)
         if scene_pairs or empty_scenes:
             best, _ = load_checkpoint(run_dir / "weights" / "best.pt")
             results["scenes"] = score_scenes(best, info, accelerator.device, scene_pairs, empty_scenes)

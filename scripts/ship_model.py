@@ -2,9 +2,10 @@
 
     python -m scripts.ship_model --ckpt experiments/exp1/weights/best.pt --recipe gin/lite_cpu.gin --name lite
 
-The files say which recipe made them instead of the run folder (a clone has no experiments/):
-evaluate.py then scores a shipped model on its recipe's test split, made again from the recipe's
-roots, fractions and seed. int8 is calibrated on the run's train split and checked on its val split.
+The files say which recipe made them, and its data roots, split and seed, instead of the run folder
+(a clone has no experiments/): evaluate.py then scores a shipped model on its recipe's test split,
+made again from those roots, fractions and seed. int8 is calibrated on the run's train split and
+checked on its val split.
 Each file is checked like export.py checks it; nothing in models/ is overwritten unless --replace.
 """
 
@@ -12,6 +13,7 @@ import argparse
 from pathlib import Path
 
 from lib.config import ROOT
+from lib.data import DataRecipe, recipe_bindings
 from lib.errors import UserError, run_cli
 from lib.evaluate import find_run_dir
 from lib.export import export_all, webcam_like_frames
@@ -40,6 +42,8 @@ def main() -> None:
         raise UserError(f"--ckpt {args.ckpt}: its run folder (for the calibration photos) is not found")
     splits = load_splits(run_dir)
     meta = {k: v for k, v in info.meta.items() if k != "run_dir"} | {"recipe": args.recipe, "run": run_dir.name}
+    # the data it trained on as plain values (runs record it; older ones take the recipe's)
+    meta.setdefault("data", DataRecipe(**recipe_bindings([str(ROOT / args.recipe)])).to_dict())
     shipped = ModelInfo(info.spec, info.prep, meta)
     calibration, check = webcam_like_frames(splits["train"], 64), webcam_like_frames(splits["val"], 32)
     out.mkdir(parents=True, exist_ok=True)

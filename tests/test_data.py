@@ -218,3 +218,19 @@ def test_early_size_must_fit_the_encoders(aiseg_root):
     splits = {"train": scan_root(aiseg_root).pairs, "val": [], "test": []}
     with pytest.raises(UserError, match=r"early_size=\(48, 32\): height and width must be positive multiples"):
         build_dataloaders(splits, input_size=(64, 64), early_size=(48, 32), early_epochs=1)
+
+
+def test_a_recipes_splits_are_made_again_without_touching_gin(tmp_path, aiseg_root, folder_root):
+    """lib/ reads a recipe's roots, split and seed as data: twice in one process, beside a
+    configuration already parsed (and locked) by an entry script."""
+    import gin
+
+    from lib.config import parse
+    from lib.data import DataRecipe, recipe_splits
+
+    (tmp_path / "base.gin").write_text(f"make_splits.roots = ['{aiseg_root}', '{folder_root}']\n")
+    (tmp_path / "r.gin").write_text(f"include '{tmp_path / 'base.gin'}'\nmake_splits.split = (0.5, 0.25, 0.25)\n")
+    parse([], ["train.epochs = 3"])
+    first, again = recipe_splits([str(tmp_path / "r.gin")]), recipe_splits([str(tmp_path / "r.gin")])
+    plain = DataRecipe((str(aiseg_root), str(folder_root)), (0.5, 0.25, 0.25), 0).make()[0]
+    assert first == again == plain and gin.query_parameter("train.epochs") == 3

@@ -8,7 +8,6 @@ import subprocess
 import sys
 
 import cv2
-import gin
 import numpy as np
 import pytest
 from conftest import ROOT
@@ -117,8 +116,8 @@ def test_recipe_split_is_the_runs_split_and_limit_is_per_root(tmp_path, aiseg_ro
     recipe = tmp_path / "r.gin"
     recipe.write_text(f"make_splits.roots = ['{aiseg_root}', '{folder_root}']\nmake_splits.split = (0.5, 0.25, 0.25)\n")
     pairs, what = select_photos(None, [str(recipe)], [], "test", None)
-    assert pairs == make_splits()[0]["test"] and len(pairs) == 4 and "test split" in what
-    gin.clear_config()  # parsing locks the config; the script parses once
+    made = make_splits(roots=[str(aiseg_root), str(folder_root)], split=(0.5, 0.25, 0.25))[0]["test"]
+    assert pairs == made and len(pairs) == 4 and "test split" in what
     limited, _ = select_photos(None, [str(recipe)], [], "test", 1)
     assert limited == [pairs[0], pairs[2]]
 

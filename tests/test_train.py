@@ -194,6 +194,47 @@ def test_interrupt_then_resume_equals_an_uninterrupted_run(tmp_path, data, monke
     assert [h["val_iou"] for h in history_a] == pytest.approx([h["val_iou"] for h in history_b], abs=1e-6)
 
 
+def outcome(run_dir: Path) -> dict:
+    """What a run ends with, less its timings: history, best epoch, test scores."""
+    results = json.loads((run_dir / "metrics.json").read_text())
+    history = [{k: v for k, v in h.items() if k != "images_per_s"} for h in results["history"]]
+    test = {k: v for k, v in results["test"].items() if k != "by_root"}
+    return {"steps": results["steps"], "history": history, "best": results["best"], "test": test}
+
+
+def stopped_and_resumed(tmp_path, data, monkeypatch, stop_at: int, *steps: str) -> Path:
+    """A run stopped (as by Ctrl-C or SIGTERM) after optimizer step `stop_at`, then resumed to its end."""
+    reset()
+    monkeypatch.setattr(lib.train, "StopRequest", StopAfter(stop_at - 1))
+    with pytest.raises(lib.train.Interrupted, match=rf"stopped at step {stop_at} "):
+        train(tmp_path, data, *steps)
+    run_dir = sorted((tmp_path / "exps").iterdir(), key=lambda p: int(p.name[3:]))[-1]
+    monkeypatch.undo()
+    reset()
+    parse_for_resume(str(run_dir), [], [])
+    assert lib.train.train(resume=str(run_dir)) == run_dir
+    return run_dir
+
+
+EXACT = ("train.epochs = 2",)  # 4 steps an epoch
+
+
+def test_stopped_on_the_last_step_of_an_epoch_resumes_exactly(tmp_path, data, monkeypatch):
+    """Stopped after an epoch's last step, before its validation: the resumed run validates that
+    epoch (it can still become best.pt) and ends exactly as a run never stopped."""
+    straight = train(tmp_path, data, *EXACT)
+    resumed = stopped_and_resumed(tmp_path, data, monkeypatch, 4, *EXACT)
+    assert outcome(resumed) == outcome(straight)
+    assert [h["epoch"] for h in outcome(resumed)["history"]] == [1, 2]
+
+
+@pytest.mark.slow  # 15 training runs
+def test_resume_is_exact_at_every_step_boundary(tmp_path, data, monkeypatch):
+    straight = outcome(train(tmp_path, data, *EXACT))
+    for stop_at in range(1, 8):
+        assert outcome(stopped_and_resumed(tmp_path, data, monkeypatch, stop_at, *EXACT)) == straight, stop_at
+
+
 def test_a_resumed_run_counts_the_time_before_the_resume_against_its_budget(tmp_path, data, monkeypatch):
     """A budget that restarted at each resume would grow the schedule back and raise the learning rate."""
     monkeypatch.setattr(lib.train, "StopRequest", StopAfter(5))  # stop after step 6, mid-epoch 2 of 5
@@ -390,6 +431,7 @@ def test_every_gin_file_trains_two_steps(tmp_path, data, config):
         "train.export_formats = ('onnx',)",
         "build_dataloaders.early_size = (32, 32)",
         f"build_dataloaders.cache_dir = '{tmp_path / 'cache'}'",
+        "build_model.init_from = None",  # scenes_cpu.gin continues models/lite.pt; these nets are tiny
         "plate_split.folders = ()",  # a clone has no ../shared; the scenes' own test covers plates
         "train.eval_roots = ()",
     ]
