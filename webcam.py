@@ -13,7 +13,7 @@ import argparse
 
 from lib.compose import MODES
 from lib.errors import UserError, run_cli
-from lib.inference import BACKENDS
+from lib.segmenter import BACKENDS
 from lib.webcam import DEFAULT_MODEL, ROOT, Options, run
 
 

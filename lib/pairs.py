@@ -21,8 +21,8 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from lib.errors import UserError
+from lib.preprocess import IMAGE_SUFFIXES  # noqa: F401  (defined with no PIL import: the live path reads it)
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")  # photos, masks and frames alike
 SPLIT_NAMES = ("train", "val", "test")
 
 

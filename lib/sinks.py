@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 
 from lib.errors import UserError
-from lib.pairs import IMAGE_SUFFIXES
+from lib.preprocess import IMAGE_SUFFIXES
 
 ALPHA_SUFFIXES = (".png", ".webp", ".tif", ".tiff")  # image formats that keep an alpha channel
 VIDEO_FOURCC = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".mkv": "FFV1"}

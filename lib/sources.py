@@ -15,7 +15,7 @@ import numpy as np
 
 from lib.compose import fit_background
 from lib.errors import UserError
-from lib.pairs import IMAGE_SUFFIXES
+from lib.preprocess import IMAGE_SUFFIXES
 
 SOURCE_HELP = "a camera index (0), a video file, an image, or a folder of images"
 

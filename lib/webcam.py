@@ -19,8 +19,8 @@ import numpy as np
 
 from lib.compose import MODES, Compositor, TemporalSmoother
 from lib.errors import UserError
-from lib.inference import Segmenter, load_segmenter
 from lib.preprocess import Preprocess
+from lib.segmenter import Segmenter, load_segmenter
 from lib.sinks import Display, DisplayUnavailable, Sink, VirtualCam, as_bgr, open_sink
 from lib.sources import Background, Source, SourceLost, open_source
 from lib.stream import Prefetch, Writer, timed_frames

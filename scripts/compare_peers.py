@@ -14,6 +14,7 @@ import argparse
 import shlex
 import sys
 
+import lib.configurables  # noqa: F401  (checks the training stack, registers every gin configurable)
 from lib.compare import compare
 from lib.errors import run_cli
 from lib.pairs import SPLIT_NAMES

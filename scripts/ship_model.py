@@ -11,6 +11,7 @@ Each file is checked like export.py checks it; nothing in models/ is overwritten
 import argparse
 from pathlib import Path
 
+import lib.configurables  # noqa: F401  (checks the training stack, registers every gin configurable)
 from lib.config import ROOT
 from lib.errors import UserError, run_cli
 from lib.evaluate import find_run_dir
