@@ -1,4 +1,4 @@
-"""Where frames go: a video file, image files, a window on the screen, a virtual camera.
+"""Where frames go: a video file, image files, a virtual camera (the window is lib.window).
 
 Sinks never leave a half-written file behind: a video is written under a hidden temporary name
 and renamed when it is finished, and deleted when the run fails; each image is written the same way.
@@ -19,7 +19,7 @@ VIDEO_FOURCC = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG", 
 
 
 class DisplayUnavailable(Exception):
-    """No window can be opened: a headless OpenCV build, or no screen."""
+    """No window can be opened: no screen, or no GUI library (lib.window)."""
 
 
 def as_bgr(image: np.ndarray) -> np.ndarray:
@@ -135,43 +135,6 @@ def open_sink(output: str | Path, fps: float, single_image_source: bool, fourcc:
     if path.is_dir() or not suffix:
         return ImageSink(path, single=False)
     return VideoSink(path, fps, fourcc)
-
-
-class Display(Sink):
-    """A window on the screen (OpenCV); Esc or q (or closing it) asks to stop."""
-
-    def __init__(self, title: str = "person segmentation (Esc or q quits)"):
-        self.title = title
-        self.quit = self.shown = False
-        try:
-            cv2.namedWindow(self.title, cv2.WINDOW_NORMAL)
-        except cv2.error as error:
-            raise DisplayUnavailable(_gui_error(error)) from None
-
-    def write(self, image: np.ndarray, name: str) -> None:
-        try:
-            cv2.imshow(self.title, as_bgr(image))
-            key = cv2.waitKey(1) & 0xFF
-            visible = cv2.getWindowProperty(self.title, cv2.WND_PROP_VISIBLE) >= 1
-        except cv2.error as error:
-            raise DisplayUnavailable(_gui_error(error)) from None
-        # closed by its title bar: seen visible before, not now (some GUI backends never report it)
-        closed = self.shown and not visible
-        self.shown = self.shown or visible
-        self.quit = self.quit or key in (27, ord("q"), ord("Q")) or closed
-
-    def close(self, ok: bool = True) -> None:
-        try:
-            cv2.destroyWindow(self.title)
-        except cv2.error:
-            pass
-
-
-def _gui_error(error: cv2.error) -> str:
-    text = str(error)
-    if "not implemented" in text:
-        return "this OpenCV build has no GUI (opencv-python-headless)"
-    return text.strip().splitlines()[-1][-160:]
 
 
 VIRTUAL_CAM_HELP = (
