@@ -107,4 +107,3 @@ def refuse_unused(given: set[str], opts: Options) -> None:
     for name, useless, message in rules:
         if name in given and useless:
             raise UserError(message)
-

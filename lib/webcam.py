@@ -162,14 +162,16 @@ def run(
     if opts.output and Path(opts.output).resolve() == Path(opts.source).resolve():
         raise UserError(f"--output {opts.output} is the --source itself; write somewhere else")
     model_path = resolve_model(opts.ckpt) if segmenter is None else None
-    source = source or open_source(opts.source, opts.camera_size)
+    source = source or open_source(opts.source, opts.camera_size, opts.camera_fps)
     background = writer = display = reader = None
     stats, ok = Stats(), False
     try:
         background = Background(opts.background) if opts.mode == "replace" else None
         sinks = list(sinks)
         if opts.output:
-            sinks.append(open_sink(opts.output, source.fps, single_image_source=_one_image(source), fourcc=opts.fourcc))
+            one = _one_image(source)
+            audio = getattr(source, "audio_path", None)  # a video file's sound goes into the output video
+            sinks.append(open_sink(opts.output, source.fps, one, opts.fourcc, audio, opts.overwrite))
         if opts.virtual_cam:
             sinks.append(VirtualCam(source.fps))
         display = _open_display(opts, bool(sinks)) if opts.display else None
