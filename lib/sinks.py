@@ -93,6 +93,8 @@ class VideoSink(Sink):
         if self.fourcc is None:
             self.writer = video_out.AvWriter(self.path, self.tmp, self.fps, self.size, self.audio_from)
             return
+        # a full disk makes OpenCV warn once per frame; the frame count checked at the end says it in one line
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
         self.writer = cv2.VideoWriter(str(self.tmp), cv2.VideoWriter_fourcc(*self.fourcc), self.fps, self.size)
         if not self.writer.isOpened():
             self.writer = None
