@@ -300,27 +300,32 @@ class LiveLoop:
         backdrop = self.background.next(image.shape[:2]) if self.background is not None else None
         out = self.compositor(image, self.prob, backdrop)
         self.writer.write(out, frame.name)
+        waited = 0.0
         if self.display is not None:
-            self._show(out, frame.name)
+            waited = self._show(out, frame.name)
         # the cost of every stage of this frame; stages overlap, so fps may beat 1000 / total_ms
-        post_s = time.perf_counter() - start
+        post_s = time.perf_counter() - start - waited  # waiting for a file's next frame time is no work
         self.stats.add(frame.read_s + pre_s + (model_s or 0.0) + post_s + self.writer.write_s, model_s)
         return self.display is not None and self.display.quit
 
-    def _show(self, out: np.ndarray, name: str) -> None:
+    def _show(self, out: np.ndarray, name: str) -> float:
+        """Show one frame (at its time, for a file); the seconds spent waiting for that time."""
+        wait = 0.0
         if self.pace:  # a video file at its own speed: wait for this frame's moment
             now = time.perf_counter()
             self.t0 = self.t0 or now
-            time.sleep(max(0.0, self.t0 + self.shown / self.pace - now))
+            wait = max(0.0, self.t0 + self.shown / self.pace - now)
+            time.sleep(wait)
         try:
             self.display.write(self.stats.draw(out) if self.show_stats else out, name)
         except DisplayUnavailable as error:
             _no_display(self.opts, bool(self.writer.sinks), str(error))
             self.display = None
-            return
+            return wait
         self.shown += 1
         for command in self.display.commands():
             self._command(command)
+        return wait
 
     def _command(self, command: str) -> None:
         """A key pressed in the window (lib.window.KEYS): change the live settings, say so on stderr."""
