@@ -311,10 +311,8 @@ class LiveLoop:
     def _show(self, out: np.ndarray, name: str) -> float:
         """Show one frame (at its time, for a file); the seconds spent waiting for that time."""
         wait = 0.0
-        if self.pace:  # a video file at its own speed: wait for this frame's moment
-            now = time.perf_counter()
-            self.t0 = self.t0 or now
-            wait = max(0.0, self.t0 + self.shown / self.pace - now)
+        if self.pace and self.shown:  # a video file at its own speed: wait for this frame's moment
+            wait = max(0.0, self.t0 + self.shown / self.pace - time.perf_counter())
             time.sleep(wait)
         try:
             self.display.write(self.stats.draw(out) if self.show_stats else out, name)
@@ -322,6 +320,8 @@ class LiveLoop:
             _no_display(self.opts, bool(self.writer.sinks), str(error))
             self.display = None
             return wait
+        if not self.shown:  # the clock starts once the first frame is up (opening the window takes a while)
+            self.t0 = time.perf_counter()
         self.shown += 1
         for command in self.display.commands():
             self._command(command)

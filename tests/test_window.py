@@ -115,8 +115,9 @@ def composite(frame: np.ndarray, mode: str) -> np.ndarray:
 @pytest.mark.slow
 def test_window_shows_the_composite_keys_change_the_mode_and_q_quits(xserver, still_clip, tmp_path):
     path, frame = still_clip
+    out = tmp_path / "recorded.mkv"
     run = subprocess.Popen(
-        [sys.executable, "webcam.py", "--source", str(path), "--no-stats", "--threads", "1"],
+        [sys.executable, "webcam.py", "--source", str(path), "--no-stats", "--threads", "1", "--output", str(out)],
         cwd=ROOT, env=xserver, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
@@ -131,13 +132,17 @@ def test_window_shows_the_composite_keys_change_the_mode_and_q_quits(xserver, st
         subprocess.run(["xdotool", "key", "m"], env=xserver, check=True)  # blur -> mask
         assert wait_for(xserver, box, composite(frame, "mask")) < 1.5
         subprocess.run(["xdotool", "key", "q"], env=xserver, check=True)
-        out, err = run.communicate(timeout=30)
+        _, err = run.communicate(timeout=30)
     finally:
         run.kill()
     assert run.returncode == 0, err
     assert "Traceback" not in err and "key: mode mask" in err
     frames, fps = float(_field(err, "frames=")), float(_field(err, "fps="))
     assert frames < FRAMES  # q ended it before the clip did
+    recorded, count = cv2.VideoCapture(str(out)), 0
+    while recorded.read()[0]:
+        count += 1
+    assert count == frames  # the output was finished, every frame shown is in it
     assert 0.7 * FPS < fps < 1.15 * FPS  # a file plays at its own frame rate, not as fast as it can
 
 
