@@ -139,7 +139,7 @@ def run(
         loop = LiveLoop(opts, segmenter, background, writer, display, stats, pace)
         loop.run(reader or timed_frames(source))
         if loop.display is not None and _one_image(source):
-            loop.display.hold()  # a photo stays on the screen until the user quits
+            loop.hold()
         ok = True
     except KeyboardInterrupt:
         ok = True  # Ctrl-C is how a headless recording is stopped: finish the file
@@ -193,6 +193,7 @@ class LiveLoop:
         )  # fmt: skip
         self.pace, self.shown, self.t0 = pace, 0, 0.0  # frames per second to show a file at
         self.show_stats = opts.show_stats
+        self.last = None  # the last frame and backdrop: a photo is composited again when a key changes it
         self.compositor = Compositor(opts.mode, opts.blur_strength, opts.feather, refine=opts.refine)
         self.gate = ChangeGate(opts.change_threshold, opts.max_skip) if opts.change_threshold > 0 else None
         self.smoother = TemporalSmoother(opts.momentum if opts.smooth else 0.0)
@@ -251,6 +252,7 @@ class LiveLoop:
         image = frame.image
         backdrop = self.background.next(image.shape[:2]) if self.background is not None else None
         out = self.compositor(image, self.prob, backdrop)
+        self.last = (image, backdrop)
         self.writer.write(out, frame.name)
         waited = 0.0
         if self.display is not None:
@@ -259,6 +261,18 @@ class LiveLoop:
         post_s = time.perf_counter() - start - waited  # waiting for a file's next frame time is no work
         self.stats.add(frame.read_s + pre_s + (model_s or 0.0) + post_s + self.writer.write_s, model_s)
         return self.display is not None and self.display.quit
+
+    def hold(self) -> None:
+        """A photo stays on the screen until the user quits; the keys still change what it shows."""
+        while self.display is not None and not self.display.quit and self.last is not None:
+            self.display.poll()
+            commands = self.display.commands()
+            for command in commands:
+                self._command(command)
+            if commands:
+                out = self.compositor(self.last[0], self.prob, self.last[1])
+                self.display.write(self.stats.draw(out) if self.show_stats else out, "photo")
+            time.sleep(0.03)
 
     def _show(self, out: np.ndarray, name: str) -> float:
         """Show one frame (at its time, for a file); the seconds spent waiting for that time."""

@@ -70,7 +70,7 @@ class Display(Sink):
         image = as_bgr(image)
         if self.screen is None:
             self._open(image.shape[1], image.shape[0])
-        self._events()
+        self.poll()
         surface = pygame.display.get_surface()
         fitted, (left, top) = fit_into(image, surface.get_size())
         frame = pygame.image.frombuffer(fitted.data, (fitted.shape[1], fitted.shape[0]), "BGR")
@@ -79,7 +79,8 @@ class Display(Sink):
         surface.blit(frame, (left, top))
         pygame.display.flip()
 
-    def _events(self) -> None:
+    def poll(self) -> None:
+        """Read the window's events: quit, or keys for commands()."""
         for event in pygame.event.get():
             if event.type in (pygame.QUIT, pygame.WINDOWCLOSE):
                 self.quit = True
@@ -93,12 +94,6 @@ class Display(Sink):
     def commands(self) -> list[str]:
         pending, self.pending = self.pending, []
         return pending
-
-    def hold(self) -> None:
-        """Keep showing the last picture until the user quits (a photo shown in a window)."""
-        while self.screen is not None and not self.quit:
-            self._events()
-            pygame.time.wait(30)
 
     def close(self, ok: bool = True) -> None:
         if pygame is not None and pygame.display.get_init():
