@@ -2,6 +2,7 @@
 nothing in the chosen mode, one line naming the flag for each mistake."""
 
 import math
+import re
 from dataclasses import dataclass
 
 from lib.compose import MODES
@@ -76,6 +77,8 @@ def _span(low, high) -> str:
 def validate(opts: Options, more_sinks: bool = False) -> None:
     """Everything that can be said about the settings alone, before a file is opened."""
     check_ranges(opts)
+    if opts.device != "cpu" and not re.fullmatch(r"cuda(:\d+)?", opts.device):
+        raise UserError(f"--device {opts.device}: expected cpu, cuda or cuda:N")
     if opts.mode not in MODES:
         raise UserError(f"--mode {opts.mode}: expected one of {', '.join(MODES)}")
     if opts.mode == "replace" and not opts.background:

@@ -11,6 +11,7 @@ import os
 import shutil
 import sys
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import cv2
@@ -22,6 +23,7 @@ from lib.preprocess import IMAGE_SUFFIXES
 
 ALPHA_SUFFIXES = (".png", ".webp", ".tif", ".tiff")  # image formats that keep an alpha channel
 VIDEO_SUFFIXES = tuple(video_out.CODECS)
+OPENCV_CODECS = ("mp4v", "MJPG", "FFV1", "XVID")  # the codecs the headless OpenCV writes (measured)
 OPENCV_FOURCC = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".mkv": "FFV1"}
 
 
@@ -76,8 +78,11 @@ class VideoSink(Sink):
                 f"--output {path}: unknown video type {path.suffix!r}; use .mp4 or .mov (H.264), .mkv (lossless), "
                 ".avi (MJPEG), an image file, or a folder"
             )
-        if fourcc is not None and len(fourcc) != 4:
-            raise UserError(f"--fourcc {fourcc}: expected four characters, e.g. mp4v, MJPG, FFV1")
+        if fourcc is not None and fourcc not in OPENCV_CODECS:
+            raise UserError(
+                f"--fourcc {fourcc}: this OpenCV writes {', '.join(OPENCV_CODECS)}; leave --fourcc out for H.264 "
+                "with the source's sound"
+            )
         if fourcc is None and not video_out.available():
             video_out.note("PyAV is not installed (pip install av): writing mp4v with OpenCV, without sound")
             self.fourcc = OPENCV_FOURCC[path.suffix.lower()]
@@ -95,7 +100,8 @@ class VideoSink(Sink):
             return
         # a full disk makes OpenCV warn once per frame; the frame count checked at the end says it in one line
         cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
-        self.writer = cv2.VideoWriter(str(self.tmp), cv2.VideoWriter_fourcc(*self.fourcc), self.fps, self.size)
+        with _quiet_fd2():
+            self.writer = cv2.VideoWriter(str(self.tmp), cv2.VideoWriter_fourcc(*self.fourcc), self.fps, self.size)
         if not self.writer.isOpened():
             self.writer = None
             self.tmp.unlink(missing_ok=True)
@@ -139,6 +145,20 @@ class VideoSink(Sink):
             got = _frames_in(self.tmp)
             if got < self.count:
                 raise OSError(f"only {got} of {self.count} frames reached the file (disk full?)")
+
+
+@contextmanager
+def _quiet_fd2():
+    """OpenCV's FFmpeg backend prints its codec notes ("tag ... is not supported, fallback to ...")
+    straight to file descriptor 2, past Python; for the moment a writer opens, they go nowhere."""
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 def _frames_in(path: Path) -> int:

@@ -18,7 +18,7 @@ try:
 except ImportError:  # the window is optional for --no-display runs
     pygame = None
 
-# key -> command; LiveLoop acts on the commands (KEYS_HELP lists them for --help and the README)
+# key -> command; LiveLoop acts on the commands (webcam.py's --help and the README list them)
 KEYS = {
     "escape": "quit",
     "q": "quit",
@@ -34,7 +34,6 @@ KEYS = {
     "s": "smooth",
     "f": "stats",
 }
-KEYS_HELP = "keys: m next mode, + / - blur stronger / weaker, s smoothing on/off, f FPS line on/off, Esc or q quits"
 TITLE = "person-seg: m mode, +/- blur, s smoothing, f FPS, q quits"
 
 

@@ -83,6 +83,8 @@ REFUSED = [
         ("--source", "0", "--size", "big", "--no-display", "--benchmark"),
         "--size/--camera-size: 'big': expected WIDTHxHEIGHT",
     ),
+    ((*CLIP, "--device", "gpu"), "--device gpu: expected cpu, cuda or cuda:N"),
+    ((*CLIP, "--output", "x.avi", "--fourcc", "XYZW"), "--fourcc XYZW: this OpenCV writes mp4v, MJPG, FFV1, XVID"),
     ((*CLIP, "--fourcc", "MJPG"), "--fourcc needs --output"),
     ((*CLIP, "--overwrite"), "--overwrite needs --output"),
     ((*CLIP, "--no-stats"), "--no-stats only changes the window"),
