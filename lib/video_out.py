@@ -115,7 +115,12 @@ class AvWriter:
     def _audio_until(self, seconds) -> None:
         """Copy the sound up to the video's time so far, so the two stay interleaved in the file."""
         while self.packets is not None:
-            packet = self.pending or next(self.packets, None)
+            try:
+                packet = self.pending or next(self.packets, None)
+            except av.FFmpegError as error:  # damaged sound: keep the video, say where the sound stops
+                note(f"the source's sound could not be read past {float(seconds):.1f} s ({error}); the rest is silent")
+                self.packets = None
+                return
             self.pending = None
             if packet is None:
                 self.packets = None

@@ -37,7 +37,7 @@ def read_xwd(data: bytes) -> np.ndarray:
     start = header_size + 12 * header[19]  # after the colour map
     pixels = np.frombuffer(data, np.uint8, line * height, start).reshape(height, line)[:, : step * width]
     pixels = pixels.reshape(height, width, step)
-    return np.ascontiguousarray(pixels[..., :3] if byte_order == 0 else pixels[..., step - 1 : step - 4 : -1])
+    return np.ascontiguousarray(pixels[..., :3] if byte_order == 0 else pixels[..., [step - 1, step - 2, step - 3]])
 
 
 @pytest.fixture(scope="module")
