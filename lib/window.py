@@ -6,6 +6,7 @@ with its aspect kept (black bars), the window can be resized, and keys steer the
 """
 
 import os
+import sys
 
 import cv2
 import numpy as np
@@ -43,6 +44,9 @@ class Display(Sink):
     def __init__(self, title: str = TITLE):
         if pygame is None:
             raise DisplayUnavailable("pygame-ce is not installed: pip install pygame-ce")
+        linux_desktop = any(os.environ.get(v) for v in ("DISPLAY", "WAYLAND_DISPLAY", "SDL_VIDEODRIVER"))
+        if sys.platform.startswith("linux") and not linux_desktop:  # SDL would try and print its own errors
+            raise DisplayUnavailable("no screen: DISPLAY and WAYLAND_DISPLAY are not set")
         try:
             pygame.display.init()  # not pygame.init(): that opens audio too (ALSA errors without a sound card)
         except pygame.error as error:

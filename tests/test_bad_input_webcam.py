@@ -42,7 +42,7 @@ def files(tmp_path_factory) -> Path:
 def webcam(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, str(ROOT / "webcam.py"), *args],
-        cwd=cwd, capture_output=True, text=True, timeout=120, env={**os.environ, "DISPLAY": ""},
+        cwd=cwd, capture_output=True, text=True, timeout=120, env={**os.environ, "DISPLAY": "", "WAYLAND_DISPLAY": ""},
     )  # fmt: skip
 
 
@@ -94,6 +94,7 @@ REFUSED = [
     ((*CLIP, "--output", "out.xyz"), "unknown video type '.xyz'"),
     (("--source", "dot.png", "--no-display", "--output", "dot.mp4"), "1x1 pixels, too small for a video"),
     ((*CLIP, "--ckpt", "missing.onnx"), "missing.onnx does not exist"),
+    (("--source", "clip.avi"), "no display available (no screen: DISPLAY and WAYLAND_DISPLAY are not set)"),
     (("--source", "nothing.mp4", "--no-display", "--benchmark"), "--source nothing.mp4: no such file"),
 ]
 
