@@ -7,6 +7,7 @@ python evaluate.py --ckpt models/lite.onnx --data ../shared/data/ccp --json out/
 import argparse
 import os
 
+import lib.configurables  # noqa: F401  (checks the training stack, registers every gin configurable)
 from lib.errors import run_cli
 from lib.evaluate import SPLIT_CHOICES, evaluate
 

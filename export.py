@@ -11,6 +11,7 @@ calibration's.
 import argparse
 from pathlib import Path
 
+import lib.configurables  # noqa: F401  (checks the training stack, registers every gin configurable)
 from lib.checks import check_number
 from lib.errors import UserError, run_cli
 from lib.evaluate import find_run_dir

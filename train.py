@@ -2,7 +2,8 @@
 
 import argparse
 
-import lib
+import lib.configurables  # noqa: F401  (checks the training stack, registers every gin configurable)
+import lib.train
 from lib.config import parse, parse_for_resume
 from lib.errors import UserError, run_cli
 

@@ -6,15 +6,26 @@ python webcam.py --source talk.mp4 --output talk_blurred.mp4 --no-display
 python webcam.py --source photos/ --mode alpha --output cutouts/ --no-display
 python webcam.py --source clip.mp4 --no-display --benchmark   # prints frames=N fps=F model_ms=M total_ms=T
 
-Esc or q in the window quits; Ctrl-C stops a headless run and finishes the output file.
+In the window: m next mode, + / - blur stronger / weaker, s smoothing on/off, f FPS line on/off,
+Esc or q quits (closing the window too). Ctrl-C stops a headless run and finishes the output file.
+Needs only requirements-live.txt (ONNX Runtime, OpenCV, numpy, pygame-ce, PyAV) for .onnx models.
 """
 
 import argparse
+import sys
 
 from lib.compose import MODES
-from lib.errors import UserError, run_cli
-from lib.inference import BACKENDS
-from lib.webcam import DEFAULT_MODEL, ROOT, Options, run
+from lib.errors import run_cli
+from lib.live_options import Options, refuse_unused
+from lib.segmenter import BACKENDS
+from lib.webcam import DEFAULT_MODEL, ROOT, run
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message: str):
+        """One line, like every other mistake (argparse's default adds the whole usage)."""
+        print(f"error: {message} (see python webcam.py --help)", file=sys.stderr)
+        sys.exit(2)
 
 
 def size(text: str) -> tuple[int, int]:
@@ -28,7 +39,7 @@ def size(text: str) -> tuple[int, int]:
 def parse_options() -> Options:
     """Flags named after Options' fields; a flag left out keeps the field's default (stated once, there)."""
     d = Options()
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, argument_default=argparse.SUPPRESS
     )
     add = parser.add_argument
@@ -41,8 +52,11 @@ def parse_options() -> Options:
     add("--blur-strength", type=float, help=f"background blur radius, 1 = default ({d.blur_strength})")
     add("--background", help="image or video behind the person (--mode replace; resized to fit)")
     add("--feather", type=float, help=f"mask edge softness, share of the short side ({d.feather})")
-    add("--output", help="write the result: video (.mp4 .avi .mkv), image file, or folder")
-    add("--fourcc", help="video codec for --output (default by suffix: mp4v, MJPG, FFV1)")
+    add(
+        "--output", help="write the result: video (.mp4 .mov .mkv .avi, with the source's sound), image file, or folder"
+    )
+    add("--overwrite", action="store_true", help="replace an existing --output (kept until the new one is complete)")
+    add("--fourcc", help="write the video with OpenCV and this codec instead (mp4v, MJPG, FFV1; no sound)")
     add("--no-display", dest="display", action="store_false", help="no window (headless use)")
     add("--virtual-cam", action="store_true", help="send frames to a virtual camera (pyvirtualcam)")
     add("--smooth", action=argparse.BooleanOptionalAction, help="steady the mask over time (on)")
@@ -68,15 +82,16 @@ def parse_options() -> Options:
     )
     add("--benchmark", action="store_true", help="end with: frames=N fps=F model_ms=M total_ms=T")
     add("--max-frames", type=int, help="stop after this many frames")
-    add("--camera-size", type=size, help="ask the camera for WIDTHxHEIGHT, e.g. 1280x720")
+    add("--size", "--camera-size", dest="camera_size", type=size, help="ask the camera for WIDTHxHEIGHT, e.g. 1280x720")
+    add("--camera-fps", type=float, help="ask the camera for this frame rate, e.g. 30 (it says what it delivers)")
     add("--no-stats", dest="show_stats", action="store_false", help="no FPS text in the window")
     add("--sequential", dest="pipeline", action="store_false", help="no reader/writer threads (for comparisons)")
     flags = vars(parser.parse_args())
     if "mode" not in flags and flags.get("background"):
         flags["mode"] = "replace"
-    if flags.get("max_frames") is not None and flags["max_frames"] < 1:
-        raise UserError(f"--max-frames {flags['max_frames']}: expected 1 or more")
-    return Options(**flags)
+    options = Options(**flags)
+    refuse_unused(set(flags), options)
+    return options
 
 
 def main() -> None:

@@ -1,11 +1,10 @@
 """Person segmentation: data, model, losses, metrics, the training loop, export and inference.
 
-Importing the package imports every module with a gin configurable, so a config file can
-name any of them (and re-parsing a run's operative_config.gin works).
+Importing the package imports nothing: the live path (webcam.py on an ONNX model) must run with
+ONNX Runtime, OpenCV, numpy and a window alone. Entry scripts that read gin configs import
+lib.configurables, which registers every configurable.
 """
 
 import os
 
-os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # no network check on import
-
-from lib import data, losses, model, train  # noqa: E402,F401  (registers the configurables)
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # no network check when albumentations is imported

@@ -23,8 +23,8 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from lib.errors import UserError
+from lib.preprocess import IMAGE_SUFFIXES  # noqa: F401  (defined with no PIL import: the live path reads it)
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")  # photos, masks and frames alike
 SPLIT_NAMES = ("train", "val", "test")
 IGNORE = 255  # the value of an unknown pixel in a target (read_target): 0 background, 1 person
 MIN_SIDE = 32  # the encoders downsample 5 times: a smaller photo has no pixel left at the bottom

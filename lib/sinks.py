@@ -1,25 +1,34 @@
-"""Where frames go: a video file, image files, a window on the screen, a virtual camera.
+"""Where frames go: a video file, image files, a virtual camera (the window is lib.window).
 
-Sinks never leave a half-written file behind: a video is written under a hidden temporary name
-and renamed when it is finished, and deleted when the run fails; each image is written the same way.
+All or nothing: a video, an image or a folder of images is written under a hidden temporary name
+beside the target and renamed when complete. A run that fails, or a write that fails (a full
+disk, a read-only folder, a writer that stops taking frames), removes what it started, keeps
+what was there before, and says which path and why in one line. An existing --output is
+replaced only with --overwrite; the folder is checked for writing before any model is loaded.
 """
 
 import os
+import shutil
 import sys
+import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from lib import video_out
 from lib.errors import UserError
-from lib.pairs import IMAGE_SUFFIXES
+from lib.preprocess import IMAGE_SUFFIXES
 
 ALPHA_SUFFIXES = (".png", ".webp", ".tif", ".tiff")  # image formats that keep an alpha channel
-VIDEO_FOURCC = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".mkv": "FFV1"}
+VIDEO_SUFFIXES = tuple(video_out.CODECS)
+OPENCV_CODECS = ("mp4v", "MJPG", "FFV1", "XVID")  # the codecs the headless OpenCV writes (measured)
+OPENCV_FOURCC = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".mkv": "FFV1"}
 
 
 class DisplayUnavailable(Exception):
-    """No window can be opened: a headless OpenCV build, or no screen."""
+    """No window can be opened: no screen, or no GUI library (lib.window)."""
 
 
 def as_bgr(image: np.ndarray) -> np.ndarray:
@@ -32,8 +41,22 @@ def as_bgr(image: np.ndarray) -> np.ndarray:
 
 
 def _partial(path: Path) -> Path:
-    """Hidden name beside the target, same suffix (OpenCV picks the container from it)."""
+    """Hidden name beside the target, same suffix (the container is chosen from it)."""
     return path.with_name(f".{path.stem}.partial-{os.getpid()}{path.suffix}")
+
+
+def _failed(path: Path, error: Exception, kept: bool) -> UserError:
+    before = "; the earlier file was kept" if kept else ""
+    return UserError(f"--output {path}: {video_out.os_error(error)}; nothing was written{before}")
+
+
+def check_writable(folder: Path, target: Path) -> None:
+    """Before any expensive work: can a file be made in `folder` (read-only, no permission, full)?"""
+    try:
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-check-"):
+            pass
+    except OSError as error:
+        raise UserError(f"--output {target}: cannot write in {folder} ({video_out.os_error(error)})") from None
 
 
 class Sink:
@@ -45,133 +68,180 @@ class Sink:
 
 
 class VideoSink(Sink):
-    """Video file; every frame scaled to the first frame's size. Written to a temporary name first."""
+    """A video file: PyAV (H.264, the source's sound) or, with a fourcc, OpenCV; every frame scaled
+    to the first frame's size."""
 
-    def __init__(self, path: Path, fps: float, fourcc: str | None = None):
-        self.path, self.fps = path, fps
-        self.fourcc = fourcc or VIDEO_FOURCC.get(path.suffix.lower())
-        if not self.fourcc:
+    def __init__(self, path: Path, fps: float, fourcc: str | None = None, audio_from: str | None = None):
+        self.path, self.fps, self.fourcc, self.audio_from = path, fps, fourcc, audio_from
+        if path.suffix.lower() not in VIDEO_SUFFIXES:
             raise UserError(
-                f"--output {path}: unknown video type {path.suffix!r}; use .mp4 (mp4v), .avi (MJPG) or .mkv (FFV1), "
-                "an image file, or a folder"
+                f"--output {path}: unknown video type {path.suffix!r}; use .mp4 or .mov (H.264), .mkv (lossless), "
+                ".avi (MJPEG), an image file, or a folder"
             )
-        if len(self.fourcc) != 4:
-            raise UserError(f"--fourcc {self.fourcc}: expected four characters, e.g. mp4v, MJPG, FFV1")
-        if not path.parent.is_dir():
-            raise UserError(f"--output {path}: folder {path.parent} does not exist")
+        if fourcc is not None and fourcc not in OPENCV_CODECS:
+            raise UserError(
+                f"--fourcc {fourcc}: this OpenCV writes {', '.join(OPENCV_CODECS)}; leave --fourcc out for H.264 "
+                "with the source's sound"
+            )
+        if fourcc is None and not video_out.available():
+            video_out.note("PyAV is not installed (pip install av): writing mp4v with OpenCV, without sound")
+            self.fourcc = OPENCV_FOURCC[path.suffix.lower()]
         self.tmp = _partial(path)
-        self.writer = None
-        self.size = None
+        self.writer = self.size = None
         self.count = 0
+
+    def _open(self, image: np.ndarray) -> None:
+        height, width = image.shape[:2]
+        if min(width, height) < video_out.MIN_SIDE:
+            raise video_out.too_small(self.path, width, height)
+        self.size = (width, height)
+        if self.fourcc is None:
+            self.writer = video_out.AvWriter(self.path, self.tmp, self.fps, self.size, self.audio_from)
+            return
+        # a full disk makes OpenCV warn once per frame; the frame count checked at the end says it in one line
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+        with _quiet_fd2():
+            self.writer = cv2.VideoWriter(str(self.tmp), cv2.VideoWriter_fourcc(*self.fourcc), self.fps, self.size)
+        if not self.writer.isOpened():
+            self.writer = None
+            self.tmp.unlink(missing_ok=True)
+            raise UserError(
+                f"--output {self.path}: OpenCV cannot write {self.path.suffix} with codec {self.fourcc}; "
+                "leave out --fourcc (H.264 through PyAV), or try mp4v for .mp4 and MJPG for .avi"
+            )
 
     def write(self, image: np.ndarray, name: str) -> None:
         image = as_bgr(image)
-        if self.writer is None:
-            self.size = (image.shape[1], image.shape[0])
-            code = cv2.VideoWriter_fourcc(*self.fourcc)
-            self.writer = cv2.VideoWriter(str(self.tmp), code, self.fps, self.size)
-            if not self.writer.isOpened():
-                self.writer = None
-                self.tmp.unlink(missing_ok=True)
-                raise UserError(
-                    f"--output {self.path}: OpenCV cannot write {self.path.suffix} with codec {self.fourcc} here; "
-                    "try .mp4 (mp4v) or .avi (MJPG)"
-                )
-        if (image.shape[1], image.shape[0]) != self.size:
-            image = cv2.resize(image, self.size, interpolation=cv2.INTER_AREA)
-        self.writer.write(image)
+        try:
+            if self.writer is None:
+                self._open(image)
+            if (image.shape[1], image.shape[0]) != self.size:
+                image = cv2.resize(image, self.size, interpolation=cv2.INTER_AREA)
+            self.writer.write(image)
+        except (OSError, *video_out.errors()) as error:
+            raise _failed(self.path, error, self.path.exists()) from None
         self.count += 1
 
     def close(self, ok: bool = True) -> None:
-        if self.writer is not None:
-            self.writer.release()
-            self.writer = None
-        if ok and self.count:
-            os.replace(self.tmp, self.path)
-        else:
+        try:
+            self._finish(ok)
+        except (OSError, *video_out.errors()) as error:
             self.tmp.unlink(missing_ok=True)
+            raise _failed(self.path, error, self.path.exists()) from None
+        if not ok or not self.count:
+            self.tmp.unlink(missing_ok=True)
+            return
+        os.replace(self.tmp, self.path)
+
+    def _finish(self, ok: bool) -> None:
+        writer, self.writer = self.writer, None
+        if writer is None:
+            return
+        if isinstance(writer, video_out.AvWriter):
+            writer.finish() if ok else writer.close()
+            return
+        writer.release()
+        if ok and self.count:  # OpenCV's writer drops frames silently when the disk is full: count them
+            got = _frames_in(self.tmp)
+            if got < self.count:
+                raise OSError(f"only {got} of {self.count} frames reached the file (disk full?)")
+
+
+@contextmanager
+def _quiet_fd2():
+    """OpenCV's FFmpeg backend prints its codec notes ("tag ... is not supported, fallback to ...")
+    straight to file descriptor 2, past Python; for the moment a writer opens, they go nowhere."""
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def _frames_in(path: Path) -> int:
+    cap = cv2.VideoCapture(str(path))
+    count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if cap.isOpened() else 0
+    cap.release()
+    return count
 
 
 class ImageSink(Sink):
-    """One image file (for one-image sources) or a folder of PNGs named after the source frames."""
+    """One image file (for one-image sources) or a folder of PNGs named after the source frames.
+    A folder is filled under a temporary name beside it and moved in when the run is complete."""
 
     def __init__(self, path: Path, single: bool):
         self.path, self.single = path, single
         self.count = 0
-        if single:
-            if not path.parent.is_dir():
-                raise UserError(f"--output {path}: folder {path.parent} does not exist")
-        elif not path.is_dir():  # like a file's folder, a new folder's parent must exist: no tree of typos
-            if not path.parent.is_dir():
-                raise UserError(f"--output {path}: folder {path.parent} does not exist")
+        self.folder = path.parent if single else path.with_name(f".{path.name}.partial-{os.getpid()}")
+        if not single:
             try:
-                path.mkdir()
+                self.folder.mkdir()
             except OSError as error:
-                raise UserError(f"--output {path}: cannot create the folder ({error.strerror})") from None
-            print(f"note: created folder {path} for the output images", file=sys.stderr)
+                raise UserError(f"--output {path}: cannot create the folder ({video_out.os_error(error)})") from None
 
     def write(self, image: np.ndarray, name: str) -> None:
-        target = self.path if self.single else self.path / f"{name}.png"
         if self.single and self.count:
             raise UserError(f"--output {self.path} is one image but the source has several frames; pass a folder")
+        target = self.path if self.single else self.folder / f"{name}.png"
         if image.ndim == 3 and image.shape[2] == 4 and target.suffix.lower() not in ALPHA_SUFFIXES:
             image = as_bgr(image)  # a JPEG has no alpha: write the matte
-        tmp = _partial(target)
-        if not cv2.imwrite(str(tmp), image):
+        ok, data = cv2.imencode(target.suffix, image)
+        if not ok:
+            raise UserError(f"--output {target}: OpenCV cannot encode a {image.shape[1]}x{image.shape[0]} image")
+        tmp = _partial(target) if self.single else target
+        try:
+            tmp.write_bytes(data.tobytes())
+        except OSError as error:
             tmp.unlink(missing_ok=True)
-            raise UserError(f"--output {target}: OpenCV could not write this image")
-        os.replace(tmp, target)
+            raise _failed(self.path, error, self.path.exists() and self.single) from None
+        if self.single:
+            os.replace(tmp, target)
         self.count += 1
 
+    def close(self, ok: bool = True) -> None:
+        if self.single:
+            return
+        if not ok or not self.count:
+            shutil.rmtree(self.folder, ignore_errors=True)
+            return
+        if not self.path.exists():
+            os.replace(self.folder, self.path)
+            return
+        for file in self.folder.iterdir():  # --overwrite of an existing folder: the new files move in
+            os.replace(file, self.path / file.name)
+        self.folder.rmdir()
 
-def open_sink(output: str | Path, fps: float, single_image_source: bool, fourcc: str | None = None) -> Sink:
-    """--output: a video (.mp4/.avi/.mkv/...), an image file (one-image sources), or a folder."""
+
+def open_sink(
+    output: str | Path, fps: float, single_image_source: bool, fourcc: str | None = None,
+    audio_from: str | None = None, overwrite: bool = False,
+) -> Sink:  # fmt: skip
+    """--output: a video (.mp4/.mov/.mkv/.avi), an image file (one-image sources), or a folder."""
     path = Path(output)
     suffix = path.suffix.lower()
-    if suffix in IMAGE_SUFFIXES:
+    if not path.parent.is_dir():  # like a file's folder, a new folder's parent must exist: no tree of typos
+        raise UserError(f"--output {path}: folder {path.parent} does not exist")
+    folder_out = path.is_dir() or not suffix
+    if folder_out and path.is_dir() and any(path.iterdir()) and not overwrite:
+        raise UserError(
+            f"--output {path}: the folder has files in it; pass --overwrite to add to it (files of the same "
+            "names are replaced when the run is complete), or name a new folder"
+        )
+    if not folder_out and path.exists() and not overwrite:
+        raise UserError(f"--output {path} exists; pass --overwrite to replace it (kept until the new one is complete)")
+    check_writable(path.parent, path)
+    if folder_out and path.is_dir():
+        check_writable(path, path)
+    if suffix in IMAGE_SUFFIXES and not folder_out:
         if not single_image_source:
             raise UserError(f"--output {path}: one image file, but the source has several frames; pass a folder")
         return ImageSink(path, single=True)
-    if path.is_dir() or not suffix:
+    if folder_out:
         return ImageSink(path, single=False)
-    return VideoSink(path, fps, fourcc)
-
-
-class Display(Sink):
-    """A window on the screen (OpenCV); Esc or q (or closing it) asks to stop."""
-
-    def __init__(self, title: str = "person segmentation (Esc or q quits)"):
-        self.title = title
-        self.quit = self.shown = False
-        try:
-            cv2.namedWindow(self.title, cv2.WINDOW_NORMAL)
-        except cv2.error as error:
-            raise DisplayUnavailable(_gui_error(error)) from None
-
-    def write(self, image: np.ndarray, name: str) -> None:
-        try:
-            cv2.imshow(self.title, as_bgr(image))
-            key = cv2.waitKey(1) & 0xFF
-            visible = cv2.getWindowProperty(self.title, cv2.WND_PROP_VISIBLE) >= 1
-        except cv2.error as error:
-            raise DisplayUnavailable(_gui_error(error)) from None
-        # closed by its title bar: seen visible before, not now (some GUI backends never report it)
-        closed = self.shown and not visible
-        self.shown = self.shown or visible
-        self.quit = self.quit or key in (27, ord("q"), ord("Q")) or closed
-
-    def close(self, ok: bool = True) -> None:
-        try:
-            cv2.destroyWindow(self.title)
-        except cv2.error:
-            pass
-
-
-def _gui_error(error: cv2.error) -> str:
-    text = str(error)
-    if "not implemented" in text:
-        return "this OpenCV build has no GUI (opencv-python-headless)"
-    return text.strip().splitlines()[-1][-160:]
+    return VideoSink(path, fps, fourcc, audio_from)
 
 
 VIRTUAL_CAM_HELP = (

@@ -15,7 +15,7 @@ import numpy as np
 
 from lib.compose import fit_background
 from lib.errors import UserError
-from lib.pairs import IMAGE_SUFFIXES
+from lib.preprocess import IMAGE_SUFFIXES
 
 SOURCE_HELP = "a camera index (0), a video file, an image, or a folder of images"
 
@@ -63,7 +63,10 @@ class Source:
 class CaptureSource(Source):
     """cv2.VideoCapture: a camera index, a video file, a device path or a stream URL."""
 
-    def __init__(self, target: int | str, live: bool, size: tuple[int, int] | None = None, retries: int = 10):
+    def __init__(
+        self, target: int | str, live: bool, size: tuple[int, int] | None = None, retries: int = 10,
+        fps: float | None = None,
+    ):  # fmt: skip
         self.name = f"camera {target}" if isinstance(target, int) else str(target)
         self.live = live
         self.retries = retries  # a camera may miss a frame now and then; a run of misses means it is gone
@@ -77,20 +80,29 @@ class CaptureSource(Source):
                     "a video file, an image or a folder of images"
                 )
             raise UserError(f"--source {target}: OpenCV cannot open it as a video (not a video, or an unknown codec)")
-        codec = int(self.cap.get(cv2.CAP_PROP_FOURCC)).to_bytes(4, "little")
-        if codec == b"ansi":  # FFmpeg renders any text file as a video of its characters
+        if _fourcc(self.cap) == "ansi":  # FFmpeg renders any text file as a video of its characters
             self.cap.release()
             raise UserError(f"--source {target}: a text file, not a video")
-        if size:
-            self.cap.set(cv2.CAP_PROP_FRAME_WIDTH, size[0])
-            self.cap.set(cv2.CAP_PROP_FRAME_HEIGHT, size[1])
-        fps = self.cap.get(cv2.CAP_PROP_FPS)
-        self.fps = fps if 1 <= fps <= 240 else 30.0
+        camera = isinstance(target, int) or str(target).startswith("/dev/")
+        if camera:
+            ask_camera(self.cap, size, fps)
+        delivered = self.cap.get(cv2.CAP_PROP_FPS)
+        self.fps = delivered if 1 <= delivered <= 240 else 30.0
+        self.expected = 0 if live else int(self.cap.get(cv2.CAP_PROP_FRAME_COUNT))  # from the file's header
+        self.audio_path = None if live else str(target)  # its sound, for a video output
         self.first = self._grab()
         if self.first is None:
             self.cap.release()
             what = "the camera opened but sent no frame" if live else "no frame could be decoded from it"
             raise UserError(f"--source {target}: {what}")
+        if camera:
+            height, width = self.first.shape[:2]
+            print(
+                f"{self.name}: {width}x{height} at {self.fps:g} fps, {_fourcc(self.cap) or 'unknown format'}"
+                f"{_asked(size, fps)}",
+                file=sys.stderr,
+                flush=True,
+            )
 
     def _grab(self) -> np.ndarray | None:
         for _ in range(self.retries if self.live else 1):
@@ -109,12 +121,41 @@ class CaptureSource(Source):
                     f"{self.name} stopped sending frames after {self.count} frames (disconnected?); "
                     "the output so far was finished and kept"
                 )
+            if self.count + 1 < self.expected:  # one frame of slack: some containers round the count
+                print(
+                    f"warning: {self.name} ended after {self.count} of the {self.expected} frames its header "
+                    "announces (truncated or damaged?); the output holds those",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                self.expected = 0
             return None  # end of the file
         self.count += 1
         return Frame(image, f"{self.count:06d}")
 
     def close(self) -> None:
         self.cap.release()
+
+
+def ask_camera(cap: cv2.VideoCapture, size: tuple[int, int] | None, fps: float | None) -> None:
+    """The camera's best mode: MJPG first (most USB webcams deliver 720p and 1080p at 30 fps only
+    compressed; uncompressed YUYV falls to 5-10 fps there), then the size and the frame rate."""
+    cap.set(cv2.CAP_PROP_FOURCC, cv2.VideoWriter_fourcc(*"MJPG"))
+    if size:
+        cap.set(cv2.CAP_PROP_FRAME_WIDTH, size[0])
+        cap.set(cv2.CAP_PROP_FRAME_HEIGHT, size[1])
+    if fps:
+        cap.set(cv2.CAP_PROP_FPS, fps)
+
+
+def _fourcc(cap: cv2.VideoCapture) -> str:
+    code = int(cap.get(cv2.CAP_PROP_FOURCC))
+    return code.to_bytes(4, "little").decode("ascii", "replace").strip("\x00 ") if code > 0 else ""
+
+
+def _asked(size: tuple[int, int] | None, fps: float | None) -> str:
+    asked = [f"{size[0]}x{size[1]}" if size else "", f"{fps:g} fps" if fps else ""]
+    return f" (asked for {', '.join(a for a in asked if a)}, MJPG)" if any(asked) else " (asked for MJPG)"
 
 
 class ImageSource(Source):
@@ -147,30 +188,31 @@ class ImageSource(Source):
         return None
 
 
-def open_source(spec: str, camera_size: tuple[int, int] | None = None) -> Source:
+def open_source(spec: str, camera_size: tuple[int, int] | None = None, camera_fps: float | None = None) -> Source:
     """--source: '0' -> camera 0; a folder; an image; a video file, device or stream URL."""
     spec = str(spec).strip()
     path = Path(spec)
     if spec.lstrip("-").isdigit() and not path.exists():
         index = int(spec)
         if index == -1:  # "any camera", as OpenCV users write it (OpenCV 5 itself crashes on -1)
-            return _first_camera(camera_size)
+            return _first_camera(camera_size, camera_fps)
         if index < 0:
             raise UserError(f"--source {spec}: camera indices start at 0 (-1 takes the first camera found)")
-        return CaptureSource(index, live=True, size=camera_size)
+        return CaptureSource(index, live=True, size=camera_size, fps=camera_fps)
     if "://" in spec:
         return CaptureSource(spec, live=True)
     if not path.exists():
         raise UserError(f"--source {spec}: no such file or folder (expected {SOURCE_HELP})")
     if path.is_dir() or path.suffix.lower() in IMAGE_SUFFIXES:
         return ImageSource(path)
-    return CaptureSource(spec, live=str(path).startswith("/dev/"))
+    device = str(path).startswith("/dev/")
+    return CaptureSource(spec, live=device, size=camera_size if device else None, fps=camera_fps if device else None)
 
 
-def _first_camera(camera_size: tuple[int, int] | None, tried: int = 10) -> "CaptureSource":
+def _first_camera(camera_size: tuple[int, int] | None, camera_fps: float | None, tried: int = 10) -> "CaptureSource":
     for index in range(tried):
         try:
-            return CaptureSource(index, live=True, size=camera_size)
+            return CaptureSource(index, live=True, size=camera_size, fps=camera_fps)
         except UserError:
             continue
     raise UserError(f"--source -1: no camera found (tried indices 0 to {tried - 1}); is one connected and free?")

@@ -11,7 +11,6 @@ import sys
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -19,43 +18,17 @@ import numpy as np
 
 from lib.compose import MODES, Compositor, TemporalSmoother
 from lib.errors import UserError
-from lib.inference import Segmenter, load_segmenter
+from lib.live_options import BLUR_RANGE, Options, validate
+from lib.live_stats import Stats
 from lib.preprocess import Preprocess
-from lib.sinks import Display, DisplayUnavailable, Sink, VirtualCam, as_bgr, open_sink
+from lib.segmenter import Segmenter, load_segmenter
+from lib.sinks import DisplayUnavailable, Sink, VirtualCam, open_sink
 from lib.sources import Background, Source, SourceLost, open_source
 from lib.stream import Prefetch, Writer, timed_frames
+from lib.window import Display
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MODEL = ROOT / "models" / "lite_int8.onnx"  # the shipped model, int8: 70 FPS here (models/README.md)
-
-
-@dataclass
-class Options:
-    source: str = "0"
-    ckpt: str | None = None
-    backend: str | None = None
-    device: str = "cpu"
-    threads: int | None = None
-    mode: str = "blur"
-    blur_strength: float = 1.0
-    background: str | None = None
-    feather: float = 0.02
-    output: str | None = None
-    fourcc: str | None = None
-    display: bool = True
-    virtual_cam: bool = False
-    smooth: bool = True
-    momentum: float = 0.8
-    every: int = 1
-    change_threshold: float = 0.0  # > 0: rerun the model only when the picture changed (ChangeGate)
-    max_skip: int = 5
-    refine: bool = False
-    benchmark: bool = False
-    max_frames: int | None = None
-    camera_size: tuple[int, int] | None = None
-    show_stats: bool = True
-    pipeline: bool = True
-    workers: int = 1
 
 
 def resolve_model(ckpt: str | None) -> Path:
@@ -106,80 +79,8 @@ class ChangeGate:
         return False
 
 
-class Stats:
-    """FPS, model ms and total ms per frame; the first frame (warm-up) is left out of the means."""
-
-    def __init__(self):
-        self.frames = self.model_runs = self.dropped = 0
-        self.model_s = self.total_s = 0.0
-        self.t_first = self.t_last = None
-        self.fps_now = 0.0
-        self.last_model_ms = self.last_total_ms = 0.0
-
-    def add(self, total_s: float, model_s: float | None) -> None:
-        now = time.perf_counter()
-        self.frames += 1
-        if self.t_last is not None:
-            instant = 1.0 / max(now - self.t_last, 1e-6)
-            self.fps_now = 0.9 * self.fps_now + 0.1 * instant if self.fps_now else instant
-        if self.frames == 1:
-            self.t_first, self.first = now, (total_s, model_s)
-        else:
-            self.total_s += total_s
-            if model_s is not None:
-                self.model_runs += 1
-                self.model_s += model_s
-        self.t_last = now
-        self.last_total_ms = total_s * 1000
-        if model_s is not None:
-            self.last_model_ms = model_s * 1000
-
-    @property
-    def fps(self) -> float:
-        span = (self.t_last or 0) - (self.t_first or 0)
-        return (self.frames - 1) / span if self.frames > 1 and span > 0 else 0.0
-
-    def summary(self) -> str:
-        if self.frames == 1:  # one picture: its own times, warm-up and all
-            total_ms, model_ms = 1000 * self.first[0], 1000 * (self.first[1] or 0.0)
-        else:
-            model_ms = 1000 * self.model_s / self.model_runs if self.model_runs else 0.0
-            total_ms = 1000 * self.total_s / (self.frames - 1) if self.frames > 1 else 0.0
-        return f"frames={self.frames} fps={self.fps:.1f} model_ms={model_ms:.1f} total_ms={total_ms:.1f}"
-
-    def draw(self, image: np.ndarray) -> np.ndarray:
-        text = f"{self.fps_now:4.1f} FPS  model {self.last_model_ms:4.1f} ms  total {self.last_total_ms:4.1f} ms"
-        image = as_bgr(image).copy()
-        for color, thick in (((0, 0, 0), 3), ((255, 255, 255), 1)):
-            cv2.putText(image, text, (8, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.5, color, thick, cv2.LINE_AA)
-        return image
-
-
 def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
-
-
-def _validate(opts: Options, sinks: list[Sink]) -> None:
-    if opts.mode not in MODES:
-        raise UserError(f"--mode {opts.mode}: expected one of {', '.join(MODES)}")
-    if opts.mode == "replace" and not opts.background:
-        raise UserError("--mode replace needs --background IMAGE_OR_VIDEO")
-    if opts.background and opts.mode != "replace":
-        raise UserError(f"--background is only used with --mode replace (got --mode {opts.mode})")
-    if opts.every < 1:
-        raise UserError(f"--every {opts.every}: expected 1 or more (run the model on every N-th frame)")
-    if opts.change_threshold < 0 or opts.max_skip < 0:
-        raise UserError("--change-threshold and --max-skip: expected 0 or more")
-    if opts.change_threshold > 0 and opts.every > 1:
-        raise UserError("--every N and --change-threshold T both decide which frames the model sees: pass one")
-    if opts.workers < 1:
-        raise UserError(f"--model-workers {opts.workers}: expected 1 or more")
-    if not 0 <= opts.momentum < 1:
-        raise UserError(f"--smooth-momentum {opts.momentum}: expected a value in [0, 1)")
-    if opts.blur_strength <= 0:
-        raise UserError(f"--blur-strength {opts.blur_strength}: expected a positive number (1 = default)")
-    if not opts.display and not opts.output and not opts.virtual_cam and not opts.benchmark and not sinks:
-        raise UserError("--no-display leaves nothing to do: add --output FILE, --virtual-cam or --benchmark")
 
 
 def _no_display(opts: Options, others: bool, why: str) -> None:
@@ -189,7 +90,7 @@ def _no_display(opts: Options, others: bool, why: str) -> None:
             f"no display available ({why}); pass --output FILE (a video or a folder), --virtual-cam, "
             "or --benchmark, with --no-display"
         )
-    log("note: no display available (headless OpenCV or no screen); running without a window")
+    log(f"note: no display available ({why}); running without a window")
 
 
 def _open_display(opts: Options, others: bool) -> Display | None:
@@ -209,18 +110,20 @@ def run(
     sinks: more places for the output frames, besides opts.output and the virtual camera.
     An error removes the half-written output; a stop (Esc, Ctrl-C, camera lost) finishes it.
     """
-    _validate(opts, sinks)
+    validate(opts, bool(sinks))
     if opts.output and Path(opts.output).resolve() == Path(opts.source).resolve():
         raise UserError(f"--output {opts.output} is the --source itself; write somewhere else")
     model_path = resolve_model(opts.ckpt) if segmenter is None else None
-    source = source or open_source(opts.source, opts.camera_size)
+    source = source or open_source(opts.source, opts.camera_size, opts.camera_fps)
     background = writer = display = reader = None
     stats, ok = Stats(), False
     try:
         background = Background(opts.background) if opts.mode == "replace" else None
         sinks = list(sinks)
         if opts.output:
-            sinks.append(open_sink(opts.output, source.fps, single_image_source=_one_image(source), fourcc=opts.fourcc))
+            one = _one_image(source)
+            audio = getattr(source, "audio_path", None)  # a video file's sound goes into the output video
+            sinks.append(open_sink(opts.output, source.fps, one, opts.fourcc, audio, opts.overwrite))
         if opts.virtual_cam:
             sinks.append(VirtualCam(source.fps))
         display = _open_display(opts, bool(sinks)) if opts.display else None
@@ -231,7 +134,12 @@ def run(
             segmenter = load_segmenter(model_path, opts.backend, opts.device, threads, spin=not opts.pipeline)
         writer = Writer(sinks, threaded=opts.pipeline)
         reader = Prefetch(source) if opts.pipeline else None
-        LiveLoop(opts, segmenter, background, writer, display, stats).run(reader or timed_frames(source))
+        # a file shown in a window plays at its own frame rate; a live source sets its own pace
+        pace = source.fps if display is not None and not source.live else None
+        loop = LiveLoop(opts, segmenter, background, writer, display, stats, pace)
+        loop.run(reader or timed_frames(source))
+        if loop.display is not None and _one_image(source):
+            loop.hold()
         ok = True
     except KeyboardInterrupt:
         ok = True  # Ctrl-C is how a headless recording is stopped: finish the file
@@ -276,15 +184,16 @@ class LiveLoop:
     on a 2-core CPU than one run with two threads); results are taken in order.
     """
 
-    def __init__(self, opts: Options, seg: Segmenter, background, writer: Writer, display: Display | None, stats):
+    def __init__(
+        self, opts: Options, seg: Segmenter, background, writer: Writer, display: Display | None, stats,
+        pace: float | None = None,
+    ):  # fmt: skip
         self.opts, self.seg, self.background, self.writer, self.display, self.stats = (
-            opts,
-            seg,
-            background,
-            writer,
-            display,
-            stats,
-        )
+            opts, seg, background, writer, display, stats,
+        )  # fmt: skip
+        self.pace, self.shown, self.t0 = pace, 0, 0.0  # frames per second to show a file at
+        self.show_stats = opts.show_stats
+        self.last = None  # the last frame and backdrop: a photo is composited again when a key changes it
         self.compositor = Compositor(opts.mode, opts.blur_strength, opts.feather, refine=opts.refine)
         self.gate = ChangeGate(opts.change_threshold, opts.max_skip) if opts.change_threshold > 0 else None
         self.smoother = TemporalSmoother(opts.momentum if opts.smooth else 0.0)
@@ -343,14 +252,60 @@ class LiveLoop:
         image = frame.image
         backdrop = self.background.next(image.shape[:2]) if self.background is not None else None
         out = self.compositor(image, self.prob, backdrop)
+        self.last = (image, backdrop)
         self.writer.write(out, frame.name)
+        waited = 0.0
         if self.display is not None:
-            try:
-                self.display.write(self.stats.draw(out) if self.opts.show_stats else out, frame.name)
-            except DisplayUnavailable as error:
-                _no_display(self.opts, bool(self.writer.sinks), str(error))
-                self.display = None
+            waited = self._show(out, frame.name)
         # the cost of every stage of this frame; stages overlap, so fps may beat 1000 / total_ms
-        post_s = time.perf_counter() - start
+        post_s = time.perf_counter() - start - waited  # waiting for a file's next frame time is no work
         self.stats.add(frame.read_s + pre_s + (model_s or 0.0) + post_s + self.writer.write_s, model_s)
         return self.display is not None and self.display.quit
+
+    def hold(self) -> None:
+        """A photo stays on the screen until the user quits; the keys still change what it shows."""
+        while self.display is not None and not self.display.quit and self.last is not None:
+            self.display.poll()
+            commands = self.display.commands()
+            for command in commands:
+                self._command(command)
+            if commands:
+                out = self.compositor(self.last[0], self.prob, self.last[1])
+                self.display.write(self.stats.draw(out) if self.show_stats else out, "photo")
+            time.sleep(0.03)
+
+    def _show(self, out: np.ndarray, name: str) -> float:
+        """Show one frame (at its time, for a file); the seconds spent waiting for that time."""
+        wait = 0.0
+        if self.pace and self.shown:  # a video file at its own speed: wait for this frame's moment
+            wait = max(0.0, self.t0 + self.shown / self.pace - time.perf_counter())
+            time.sleep(wait)
+        try:
+            self.display.write(self.stats.draw(out) if self.show_stats else out, name)
+        except DisplayUnavailable as error:
+            _no_display(self.opts, bool(self.writer.sinks), str(error))
+            self.display = None
+            return wait
+        if not self.shown:  # the clock starts once the first frame is up (opening the window takes a while)
+            self.t0 = time.perf_counter()
+        self.shown += 1
+        for command in self.display.commands():
+            self._command(command)
+        return wait
+
+    def _command(self, command: str) -> None:
+        """A key pressed in the window (lib.window.KEYS): change the live settings, say so on stderr."""
+        comp = self.compositor
+        if command == "mode":
+            modes = [m for m in MODES if m != "replace" or self.background is not None]
+            comp.mode = modes[(modes.index(comp.mode) + 1) % len(modes)]
+        elif command in ("stronger", "weaker"):
+            factor = 1.25 if command == "stronger" else 1 / 1.25
+            comp.blur_strength = min(BLUR_RANGE[1], max(BLUR_RANGE[0], comp.blur_strength * factor))
+        elif command == "smooth":
+            self.smoother.momentum = 0.0 if self.smoother.momentum else (self.opts.momentum or 0.8)
+            self.smoother.reset()
+        elif command == "stats":
+            self.show_stats = not self.show_stats
+        smoothing = "on" if self.smoother.momentum else "off"
+        log(f"key: mode {comp.mode}, blur strength {comp.blur_strength:.2f}, smoothing {smoothing}")

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import cv2
 
+import lib.configurables  # noqa: F401  (checks the training stack, registers every gin configurable)
 from lib.compare import load_peers, select_photos
 from lib.errors import UserError, run_cli
 from lib.livebench import compositing_ms, make_clip, quality, read_stills, speed

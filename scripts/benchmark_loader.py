@@ -11,6 +11,7 @@ import argparse
 import os
 import time
 
+import lib.configurables  # noqa: F401  (checks the training stack, registers every gin configurable)
 from lib.data import build_dataloaders, make_splits
 from lib.errors import run_cli
 

@@ -18,7 +18,8 @@ import time
 import gin
 import torch
 
-import lib
+import lib.configurables  # noqa: F401  (checks the training stack, registers every gin configurable)
+import lib.data
 from lib.config import parse
 from lib.errors import run_cli
 

@@ -18,6 +18,7 @@ import argparse
 import shlex
 import sys
 
+import lib.configurables  # noqa: F401  (checks the training stack, registers every gin configurable)
 from lib.compare import compare
 from lib.copy_paste import plate_split
 from lib.errors import UserError, run_cli

@@ -12,6 +12,7 @@ Each file is checked like export.py checks it; nothing in models/ is overwritten
 import argparse
 from pathlib import Path
 
+import lib.configurables  # noqa: F401  (checks the training stack, registers every gin configurable)
 from lib.config import ROOT
 from lib.data import DataRecipe, recipe_bindings
 from lib.errors import UserError, run_cli

@@ -16,6 +16,8 @@ import gin  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
+import lib.configurables  # noqa: E402,F401  (tests parse recipes naming every configurable)
+
 ROOT = Path(__file__).resolve().parents[1]
 
 

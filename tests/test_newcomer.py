@@ -143,6 +143,8 @@ def test_split_lists_written_elsewhere_name_the_real_cause(tmp_path):
 
 
 def test_camera_minus_one_and_output_folders_like_files(tmp_path):
+    import numpy as np
+
     with pytest.raises(UserError, match=r"--source -1: no camera found \(tried indices 0 to 9\)"):
         open_source("-1")  # "any camera", not a file called -1
     with pytest.raises(UserError, match="camera indices start at 0"):
@@ -151,8 +153,10 @@ def test_camera_minus_one_and_output_folders_like_files(tmp_path):
         open_sink(tmp_path / "missing" / "frames", 30.0, single_image_source=False)
     with pytest.raises(UserError, match=r"folder .*missing does not exist"):
         open_sink(tmp_path / "missing" / "video.mp4", 30.0, single_image_source=False)
-    open_sink(tmp_path / "frames", 30.0, single_image_source=False)
-    assert (tmp_path / "frames").is_dir()
+    sink = open_sink(tmp_path / "frames", 30.0, single_image_source=False)
+    sink.write(np.zeros((4, 4, 3), np.uint8), "000001")
+    sink.close()  # the folder appears complete, when the run ends
+    assert (tmp_path / "frames" / "000001.png").is_file()
 
 
 @pytest.mark.slow

@@ -222,8 +222,10 @@ def test_failure_leaves_no_half_written_output(tmp_path, clip):
         run(opts(source=str(clip[0]), output=str(out), fourcc="FFV1"), bright_segmenter(fail_at=5))
     assert not out.exists() and not list(tmp_path.iterdir())
     out.write_bytes(b"an earlier recording")
+    with pytest.raises(UserError, match="exists; pass --overwrite"):
+        run(opts(source=str(clip[0]), output=str(out), fourcc="FFV1"), bright_segmenter())
     with pytest.raises(RuntimeError):
-        run(opts(source=str(clip[0]), output=str(out), fourcc="FFV1"), bright_segmenter(fail_at=5))
+        run(opts(source=str(clip[0]), output=str(out), fourcc="FFV1", overwrite=True), bright_segmenter(fail_at=5))
     assert out.read_bytes() == b"an earlier recording"  # replaced only by a finished file
 
 
