@@ -32,6 +32,20 @@ def first_per_root(pairs: list[Pair], n: int) -> list[Pair]:
     return out
 
 
+def spread_per_root(pairs: list[Pair], n: int) -> list[Pair]:
+    """n pairs of each data root, evenly spread over it (over a root of video frames: several clips)."""
+    out = []
+    for root in dict.fromkeys(p.root for p in pairs):
+        mine = [p for p in pairs if p.root == root]
+        out += [mine[i] for i in sorted({round(k * (len(mine) - 1) / max(1, n - 1)) for k in range(n)})]
+    return out
+
+
+def _is_landscape(pair: Pair) -> bool:
+    height, width = cv2.imread(str(pair.image_path), cv2.IMREAD_REDUCED_GRAYSCALE_8).shape
+    return width > height
+
+
 def select_photos(
     data: list[str] | None, gin_files: list[str], gin_params: list[str], split: str, limit: int | None
 ) -> tuple[list[Pair], str]:
@@ -125,14 +139,16 @@ def _title(tile: np.ndarray, lines: list[str]) -> None:
         cv2.putText(tile, line, (4, 15 + 14 * i), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 1, cv2.LINE_AA)
 
 
-def save_picture(
-    path: Path, models: list[tuple[str, object]], pairs: list[Pair], per_root: int = 2, tile_hw=(200, 150)
-) -> None:
-    """One row per photo (the first `per_root` of each root): photo, then each model's mask overlay
-    and blurred background (lib.compose.Compositor, as the webcam shows them). JPEG, quality 80."""
+def save_picture(path: Path, models: list[tuple[str, object]], pairs: list[Pair], rows: int = 4) -> None:
+    """About `rows` rows, spread over the data roots and each root: photo, then each model's mask overlay
+    and blurred background (lib.compose.Compositor, as the webcam shows them), tiles turned to the
+    photos' orientation. JPEG, quality 80."""
     mask, blur = Compositor("mask"), Compositor("blur")
-    chosen = first_per_root(pairs, per_root)
-    rows = []
+    roots = len({p.root for p in pairs})
+    chosen = spread_per_root(pairs, max(1, rows // roots))
+    landscape = _is_landscape(chosen[0])
+    tile_hw = (150, 266) if landscape else (200, 150)
+    grid = []
     for i, pair in enumerate(chosen):
         image, _ = RawPairs(chosen).load(i)
         tiles = [(image, [Path(pair.root).name, Path(pair.image).stem])]
@@ -144,9 +160,9 @@ def save_picture(
         for j, (_, title) in enumerate(tiles):
             if i == 0 or j == 0:  # column titles on the first row; every photo says where it is from
                 _title(row[j], title)
-        rows.append(np.hstack(row))
+        grid.append(np.hstack(row))
     path.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(path), np.vstack(rows), [cv2.IMWRITE_JPEG_QUALITY, 80]):
+    if not cv2.imwrite(str(path), np.vstack(grid), [cv2.IMWRITE_JPEG_QUALITY, 80]):
         raise UserError(f"--picture {path}: could not write it (expected a .jpg name in a writable folder)")
 
 

@@ -53,6 +53,7 @@ def info_from_text(text: str, path: Path | str) -> ModelInfo:
 def onnx_session(model: Path | bytes, device: str, threads: int | None, spin: bool = True) -> ort.InferenceSession:
     """ONNX Runtime on a file, or on the bytes of a model converted in memory."""
     options = ort.SessionOptions()
+    options.log_severity_level = 4  # fatal only: a file it cannot load is reported below, in one line
     if threads:
         options.intra_op_num_threads = threads
     if not spin:  # idle threads sleep instead of spinning: frees the cores for decode/encode threads

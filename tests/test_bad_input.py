@@ -237,7 +237,10 @@ def context(tmp_path, tiny_checkpoint, request) -> dict:
     (tmp_path / "random.pt").write_bytes(os.urandom(512))
     torch.save({"conv.weight": torch.zeros(1)}, tmp_path / "bare.pt")
     ctx |= {"random_pt": str(tmp_path / "random.pt"), "bare_pt": str(tmp_path / "bare.pt")}
-    plain = onnx.helper.make_model(onnx.helper.make_graph([], "g", [], []))
+    x = onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 3, 8, 8])
+    y = onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 3, 8, 8])
+    identity = onnx.helper.make_node("Identity", ["x"], ["y"])  # a working model, but not one of ours
+    plain = onnx.helper.make_model(onnx.helper.make_graph([identity], "g", [x], [y]))
     onnx.save(plain, tmp_path / "plain.onnx")
     ctx["plain_onnx"] = str(tmp_path / "plain.onnx")
     payload = torch.load(tiny_checkpoint, weights_only=True)
