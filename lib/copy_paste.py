@@ -140,6 +140,20 @@ def blend_in(
     target[y0:y1, x0:x1][covered] = new
 
 
+def turn(patch: np.ndarray, alpha: np.ndarray, degrees: float) -> tuple[np.ndarray, np.ndarray]:
+    """Patch and alpha turned by `degrees` about their centre, on a canvas grown to hold all of them."""
+    h, w = alpha.shape
+    matrix = cv2.getRotationMatrix2D(((w - 1) / 2, (h - 1) / 2), degrees, 1.0)  # about the middle pixel
+    cos, sin = abs(matrix[0, 0]), abs(matrix[0, 1])
+    new_w, new_h = int(np.ceil(h * sin + w * cos - 1e-6)), int(np.ceil(h * cos + w * sin - 1e-6))
+    matrix[0, 2] += (new_w - w) / 2
+    matrix[1, 2] += (new_h - h) / 2
+    size = (new_w, new_h)
+    # the picture's own edge colour beyond its box, so half-covered edge pixels get no dark rim
+    patch = cv2.warpAffine(patch, matrix, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return patch, cv2.warpAffine(alpha, matrix, size, flags=cv2.INTER_LINEAR, borderValue=0)
+
+
 class SceneComposer:
     """Builds the scene of one training sample at out_hw (see the module's docstring).
 
@@ -160,6 +174,8 @@ class SceneComposer:
         zoom_out_range: tuple[float, float] = (0.3, 0.85),
         plate_prob: float = 0.35,
         plate_long_side: int = 640,
+        turn_prob: float = 0.0,
+        decoy_prob: float = 0.0,
     ):
         self.load_pair, self.n_pairs = load_pair, n_pairs
         self.plates = list(plates)
@@ -167,6 +183,8 @@ class SceneComposer:
         self.zoom_out_prob, self.zoom_out_range = zoom_out_prob, zoom_out_range
         self.plate_prob = plate_prob if self.plates else 0.0
         self.plate_long_side = plate_long_side
+        self.turn_prob = turn_prob  # a whole person pasted at any angle: cartwheels, people lying down
+        self.decoy_prob = decoy_prob  # a person's outline filled with background, labelled background
         self._plate_cache: dict[int, np.ndarray] = {}  # per worker: a plate decoded once
 
     def __call__(self, image, target, out_hw, rng: np.random.Generator, frame, index: int):
@@ -243,6 +261,17 @@ class SceneComposer:
         if rng.random() < 0.5:
             patch, alpha = patch[:, ::-1], alpha[:, ::-1]
             cut.edges = (cut.edges[0], cut.edges[1], cut.edges[3], cut.edges[2])
+        label = None  # a person
+        if rng.random() < self.decoy_prob:
+            # the same outline, edge and colour treatment with no person inside: so pasting itself
+            # never tells "person", and a person-shaped patch of scenery stays background
+            patch = self.scenery(h, w, rng, index)
+            if patch is None:
+                return
+            label = np.zeros((h, w), np.uint8)
+        elif not any(cut.edges) and rng.random() < self.turn_prob:
+            patch, alpha = turn(np.ascontiguousarray(patch), np.ascontiguousarray(alpha), rng.uniform(-180, 180))
+            h, w = alpha.shape
         top, left = self.place(h, w, H, W, cut.edges, rng)
         # the scene where it lands: its light and colour, softness and grain
         y0, x0 = max(0, top), max(0, left)
@@ -255,7 +284,22 @@ class SceneComposer:
             noise = rng.normal(0, missing * 0.8, patch.shape).astype(np.float32)
             patch = np.clip(patch.astype(np.float32) + noise, 0, 255).astype(np.uint8)
         alpha = cv2.GaussianBlur(np.ascontiguousarray(alpha), (0, 0), rng.uniform(0.5, 1.2))
-        blend_in(canvas, canvas_target, patch, alpha, top, left)
+        blend_in(canvas, canvas_target, patch, alpha, top, left, label=label)
+
+    def scenery(self, h: int, w: int, rng, index: int) -> np.ndarray | None:
+        """hxw of a part of another training photo with (almost) no person in it; None when the one
+        drawn has none. Not a plate: with plates' own look labelled background, a network learns that
+        this camera's pixels are background (../shared/backgrounds/README.md)."""
+        image, target = self.load_pair(self.other_index(rng, index))
+        scale = max(h / image.shape[0], w / image.shape[1]) * rng.uniform(1.0, 2.0)
+        image = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR)
+        target = cv2.resize(target, (image.shape[1], image.shape[0]), interpolation=cv2.INTER_NEAREST)
+        for _ in range(4):
+            top = int(rng.integers(0, image.shape[0] - h + 1))
+            left = int(rng.integers(0, image.shape[1] - w + 1))
+            if (target[top : top + h, left : left + w] != 0).mean() < 0.02:
+                return image[top : top + h, left : left + w]
+        return None
 
     @staticmethod
     def place(h: int, w: int, H: int, W: int, edges, rng) -> tuple[int, int]:

@@ -257,10 +257,17 @@ def build_composer(
     zoom_out_prob: float = 0.25,
     zoom_out_range: tuple[float, float] = (0.3, 0.85),
     plate_prob: float = 0.35,
+    turn_prob: float = 0.0,
+    decoy_prob: float = 0.0,
 ) -> SceneComposer:
     """People composited into scenes (lib/copy_paste.py). plate_prob: the share of zoomed-out samples
-    set on a people-free plate (plate_split's training plates) rather than on another training photo."""
-    for name, value in (("paste_prob", paste_prob), ("zoom_out_prob", zoom_out_prob), ("plate_prob", plate_prob)):
+    set on a people-free plate (plate_split's training plates) rather than on another training photo.
+    turn_prob: the share of whole people (not cut by their photo's edge) pasted at any angle.
+    decoy_prob: the share of pastes that are a person's outline filled with people-free scenery and
+    labelled background, so that a pasted edge is no sign of a person."""
+    probabilities = {"paste_prob": paste_prob, "zoom_out_prob": zoom_out_prob, "plate_prob": plate_prob}
+    probabilities |= {"turn_prob": turn_prob, "decoy_prob": decoy_prob}
+    for name, value in probabilities.items():
         if not 0 <= value <= 1:
             raise UserError(f"build_composer.{name}={value}: expected a probability between 0 and 1")
     if max_people < 1 or not 0 < height_range[0] <= height_range[1] or not 0 < zoom_out_range[0] <= zoom_out_range[1]:
@@ -270,7 +277,17 @@ def build_composer(
         )
     plates, _ = plate_split()
     return SceneComposer(
-        load_pair, n_pairs, plates, paste_prob, max_people, height_range, zoom_out_prob, zoom_out_range, plate_prob
+        load_pair,
+        n_pairs,
+        plates,
+        paste_prob,
+        max_people,
+        height_range,
+        zoom_out_prob,
+        zoom_out_range,
+        plate_prob,
+        turn_prob=turn_prob,
+        decoy_prob=decoy_prob,
     )
 
 

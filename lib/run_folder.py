@@ -280,15 +280,16 @@ class RunFolder:
         save_grid(self.pics(f"val_epoch{epoch:03d}.png"), rows)
         self.log_image("val/preview", np.vstack([cv2.resize(r, (768, 192)) for r in rows]), step)
 
-    def save_training_samples(self, dataset, n: int = 8) -> None:
-        """What the model learns from: n samples of the first epoch as the loader makes them, portrait
-        and landscape, each above its target (person green, unknown purple)."""
+    def save_training_samples(self, dataset, n: int = 10) -> None:
+        """What the model learns from: n samples of the first epoch as the loader makes them, spread
+        over the training set (every root), portrait and landscape, each above its target (person
+        green, unknown purple)."""
         if not self.main:
             return
         rows = []
         for landscape in (False, True):
             tiles = []
-            for i in range(min(n, len(dataset))):
+            for i in sorted({round(x) for x in np.linspace(0, len(dataset) - 1, min(n, len(dataset)))}):
                 image, target = dataset.transform.compose(*dataset.load(i), seed=i, landscape=landscape, index=i)
                 shown = image.copy()
                 shown[target == 1] = shown[target == 1] // 2 + np.array([0, 127, 0], np.uint8)

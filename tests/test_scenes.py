@@ -13,7 +13,7 @@ from conftest import make_aisegment, make_folder
 import lib
 from lib import metrics
 from lib.config import parse
-from lib.copy_paste import SceneComposer, cut_person, match_colour, plate_split
+from lib.copy_paste import SceneComposer, cut_person, match_colour, plate_split, turn
 from lib.data import EpochSampler, SegmentationDataset, build_dataloaders, decode_key, make_splits, read_pair
 from lib.evaluate import false_person, score
 from lib.losses import build_loss
@@ -158,6 +158,45 @@ def test_composition_is_reproducible_and_comes_out_at_the_asked_size(tmp_path):
         assert a.shape[:2] == t.shape == ((32, 64) if s % 2 else (64, 32))
         assert np.array_equal(a, b) and np.array_equal(t, u)
         assert set(np.unique(t)) <= {0, 1, IGNORE}
+
+
+def test_a_turned_person_keeps_all_of_itself_and_its_label():
+    patch = np.zeros((40, 10, 3), np.uint8)
+    patch[:10] = 255  # the head: at the top
+    alpha = np.ones((40, 10), np.float32)
+    sideways, sideways_alpha = turn(patch, alpha, 90)
+    assert sideways_alpha.shape == (10, 40)  # the canvas grew to hold it, nothing cut off
+    assert sideways_alpha.sum() == pytest.approx(alpha.sum(), rel=0.05)
+    upside_down, _ = turn(patch, alpha, 180)
+    assert upside_down[-10:, :, 0].mean() > 200 and upside_down[:10, :, 0].mean() < 50  # head at the bottom
+
+
+def test_people_are_pasted_at_angles_and_decoys_are_background(tmp_path):
+    pairs = scan_root(make_folder(tmp_path / "f", n=6, size=(120, 90))).pairs
+    image, target = read_pair(pairs[0])
+    empty = np.zeros_like(target)
+    # a whole person (not cut by its photo's edge) turned: the label follows the pasted pixels
+    turned = make_composer(pairs, height_range=(0.3, 0.6), turn_prob=1.0)
+    for seed in range(6):
+        canvas, canvas_target = image.copy(), empty.copy()
+        turned.paste_someone(canvas, canvas_target, np.random.default_rng(seed), index=0)
+        changed = np.abs(canvas.astype(int) - image.astype(int)).sum(2) > 40
+        if changed.sum() > 20:  # a turned edge is interpolated twice: a wider soft rim than a plain paste's
+            assert (canvas_target[changed] == 1).mean() > 0.7
+    # decoys: a person's outline filled with people-free scenery changes pixels, never the label
+    root = make_folder(tmp_path / "small", n=6, size=(120, 90))
+    for mask in (root / "masks").glob("*.png"):  # small people: photos with people-free parts to fill from
+        small = np.zeros((120, 90), np.uint8)
+        small[5:35, 5:20] = 255
+        cv2.imwrite(str(mask), small)
+    decoys = make_composer(scan_root(root).pairs, height_range=(0.2, 0.4), decoy_prob=1.0)
+    pasted = 0
+    for seed in range(12):
+        canvas, canvas_target = image.copy(), target.copy()
+        decoys.paste_someone(canvas, canvas_target, np.random.default_rng(seed), index=0)
+        assert (canvas_target[target == 0] == 0).all()
+        pasted += int((np.abs(canvas.astype(int) - image.astype(int)).sum(2) > 40).sum() > 0)
+    assert pasted > 0
 
 
 def test_a_person_cut_by_its_photos_edge_keeps_the_cut_on_the_frames_edge():
