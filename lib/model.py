@@ -139,6 +139,44 @@ def save_checkpoint(path: Path, model: nn.Module, info: ModelInfo, half: bool = 
     write_atomic(path, lambda tmp: torch.save({**info.to_dict(), "state_dict": state}, tmp))
 
 
+def average_checkpoints(paths: list[str | Path], weights: list[float] | None = None) -> tuple[nn.Module, ModelInfo]:
+    """One network whose every weight is the weighted mean of the checkpoints' (a "model soup").
+
+    Checkpoints fine-tuned from one start lie in one basin, so their mean is a network too, often
+    better on data none of them was tuned for than each of them (Wortsman et al. 2022, "Model
+    soups"); the mean of a fine-tune and its start keeps much of what the fine-tune learned and
+    much of what it forgot (Wortsman et al. 2022, "Robust fine-tuning of zero-shot models",
+    WiSE-FT). Batch-norm statistics are averaged like the weights. The description (input size,
+    run folder) is the last checkpoint's. Costs nothing at inference: the same network.
+    """
+    if len(paths) < 2:
+        raise UserError(f"--ckpt: expected two or more checkpoints to average, got {len(paths)}")
+    weights = [1.0] * len(paths) if weights is None else [float(w) for w in weights]
+    if len(weights) != len(paths) or min(weights) < 0 or sum(weights) <= 0:
+        raise UserError(
+            f"--weight {weights}: expected one weight per checkpoint ({len(paths)}), none negative, not all zero"
+        )
+    total = sum(weights)
+    mean: dict[str, torch.Tensor] = {}
+    first_info = None
+    for path, weight in zip(paths, weights, strict=True):
+        info, state = read_checkpoint(path)
+        if first_info is not None and not info.spec.same_network(first_info.spec):
+            raise UserError(f"checkpoint {path}: network {info.spec} differs from {paths[0]}'s {first_info.spec}")
+        if first_info is not None and set(state) != set(mean):
+            raise UserError(f"checkpoint {path}: its weights are not named as {paths[0]}'s")
+        first_info = first_info or info
+        for name, value in state.items():
+            if value.is_floating_point():
+                mean[name] = mean.get(name, 0) + value.float() * (weight / total)
+            else:  # counters (batch norm's num_batches_tracked): the first checkpoint's
+                mean.setdefault(name, value)
+    model, info = load_checkpoint(paths[-1])
+    model.load_state_dict(mean)
+    sources = [{"checkpoint": str(p), "weight": w / total} for p, w in zip(paths, weights, strict=True)]
+    return model.eval(), info.with_meta(averaged_from=sources)
+
+
 def read_checkpoint(path: str | Path) -> tuple[ModelInfo, dict]:
     """The description and the state dict of a .pt checkpoint, without building the network."""
     path = Path(path)
