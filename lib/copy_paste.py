@@ -176,6 +176,7 @@ class SceneComposer:
         plate_long_side: int = 640,
         turn_prob: float = 0.0,
         decoy_prob: float = 0.0,
+        sideways_prob: float = 0.0,
     ):
         self.load_pair, self.n_pairs = load_pair, n_pairs
         self.plates = list(plates)
@@ -185,9 +186,13 @@ class SceneComposer:
         self.plate_long_side = plate_long_side
         self.turn_prob = turn_prob  # a whole person pasted at any angle: cartwheels, people lying down
         self.decoy_prob = decoy_prob  # a person's outline filled with background, labelled background
+        self.sideways_prob = sideways_prob  # the sample's photo turned by 90, 180 or 270 degrees
         self._plate_cache: dict[int, np.ndarray] = {}  # per worker: a plate decoded once
 
     def __call__(self, image, target, out_hw, rng: np.random.Generator, frame, index: int):
+        if rng.random() < self.sideways_prob:  # the sample's own person lying down or upside down, in its own scene
+            turns = int(rng.integers(1, 4))
+            image, target = np.ascontiguousarray(np.rot90(image, turns)), np.ascontiguousarray(np.rot90(target, turns))
         if rng.random() < self.zoom_out_prob:
             canvas, canvas_target = self.background(out_hw, rng, frame, index)
             self.zoom_out(canvas, canvas_target, image, target, rng)

@@ -259,14 +259,16 @@ def build_composer(
     plate_prob: float = 0.35,
     turn_prob: float = 0.0,
     decoy_prob: float = 0.0,
+    sideways_prob: float = 0.0,
 ) -> SceneComposer:
     """People composited into scenes (lib/copy_paste.py). plate_prob: the share of zoomed-out samples
     set on a people-free plate (plate_split's training plates) rather than on another training photo.
     turn_prob: the share of whole people (not cut by their photo's edge) pasted at any angle.
     decoy_prob: the share of pastes that are a person's outline filled with people-free scenery and
-    labelled background, so that a pasted edge is no sign of a person."""
+    labelled background, so that a pasted edge is no sign of a person. sideways_prob: the share of
+    samples whose own photo is turned by 90, 180 or 270 degrees (people lying down, upside down)."""
     probabilities = {"paste_prob": paste_prob, "zoom_out_prob": zoom_out_prob, "plate_prob": plate_prob}
-    probabilities |= {"turn_prob": turn_prob, "decoy_prob": decoy_prob}
+    probabilities |= {"turn_prob": turn_prob, "decoy_prob": decoy_prob, "sideways_prob": sideways_prob}
     for name, value in probabilities.items():
         if not 0 <= value <= 1:
             raise UserError(f"build_composer.{name}={value}: expected a probability between 0 and 1")
@@ -288,6 +290,7 @@ def build_composer(
         plate_prob,
         turn_prob=turn_prob,
         decoy_prob=decoy_prob,
+        sideways_prob=sideways_prob,
     )
 
 

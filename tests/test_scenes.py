@@ -199,6 +199,23 @@ def test_people_are_pasted_at_angles_and_decoys_are_background(tmp_path):
     assert pasted > 0
 
 
+def test_a_sideways_sample_turns_its_own_photo_and_target_together():
+    image = np.zeros((40, 40, 3), np.uint8)
+    target = np.zeros((40, 40), np.uint8)
+    image[:10], target[:10] = 200, 1  # the person along the top edge
+
+    def as_is(image, target, size, rng):
+        return image, target
+
+    composer = SceneComposer(lambda i: (image, target), 2, [], paste_prob=0.0, zoom_out_prob=0.0, sideways_prob=1.0)
+    for seed in range(6):
+        out, out_target = composer(image, target, (40, 40), np.random.default_rng(seed), as_is, index=0)
+        assert not out_target[:10].all() and out_target.sum() == target.sum()  # moved, nothing lost
+        assert np.array_equal(out[..., 0] == 200, out_target == 1)  # the label went with the pixels
+    unturned = SceneComposer(lambda i: (image, target), 2, [], paste_prob=0.0, zoom_out_prob=0.0)
+    assert np.array_equal(unturned(image, target, (40, 40), np.random.default_rng(0), as_is, index=0)[1], target)
+
+
 def test_a_person_cut_by_its_photos_edge_keeps_the_cut_on_the_frames_edge():
     image = np.full((100, 60, 3), 90, np.uint8)
     target = np.zeros((100, 60), np.uint8)
