@@ -92,7 +92,7 @@ SCENES = ROOT / "samples" / "scenes"  # real DAVIS-2016 frames (CC BY 4.0, sampl
 FOUND = 0.5  # a person counts as found when the model calls at least half of its pixels person
 # models/scenes_int8.onnx, trained to find every person (models/README.md); the default lite model
 # finds 37-85 % of these people and 0-1 % of the composite's, so it fails both tests below (scenes_int8:
-# 70-96 % and 53-88 %)
+# 79-96 % and 57-91 %)
 SCENES_MODEL = MODELS / "scenes_int8.onnx"
 
 
