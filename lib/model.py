@@ -171,7 +171,7 @@ def average_checkpoints(paths: list[str | Path], weights: list[float] | None = N
                 mean[name] = mean.get(name, 0) + value.float() * (weight / total)
             else:  # counters (batch norm's num_batches_tracked): the first checkpoint's
                 mean.setdefault(name, value)
-    model, info = load_checkpoint(paths[-1])
+    model = create(info.spec.arch, info.spec.encoder_name, info.spec.model_kwargs)  # the last one's description
     model.load_state_dict(mean)
     sources = [{"checkpoint": str(p), "weight": w / total} for p, w in zip(paths, weights, strict=True)]
     return model.eval(), info.with_meta(averaged_from=sources)
