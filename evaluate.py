@@ -7,9 +7,9 @@ python evaluate.py --ckpt models/lite.onnx --data ../shared/data/ccp --json out/
 import argparse
 import os
 
-import lib.configurables  # noqa: F401  (checks the training stack, registers every gin configurable)
-from lib.errors import run_cli
-from lib.evaluate import SPLIT_CHOICES, evaluate
+import lib.training.configurables  # noqa: F401  (checks the training stack, registers every gin configurable)
+from lib.live.errors import run_cli
+from lib.tools.evaluate import SPLIT_CHOICES, evaluate
 
 
 def main() -> None:

@@ -11,15 +11,15 @@ calibration's.
 import argparse
 from pathlib import Path
 
-import lib.configurables  # noqa: F401  (checks the training stack, registers every gin configurable)
-from lib.checks import check_number
-from lib.errors import UserError, run_cli
-from lib.evaluate import find_run_dir
-from lib.export import FORMATS, SUFFIXES, export_all, webcam_like_frames
-from lib.files import check_writable
-from lib.model import load_checkpoint
-from lib.pairs import scan_root
-from lib.run_folder import load_splits
+import lib.training.configurables  # noqa: F401  (checks the training stack, registers every gin configurable)
+from lib.live.checks import check_number
+from lib.live.errors import UserError, run_cli
+from lib.live.files import check_writable
+from lib.tools.evaluate import find_run_dir
+from lib.training.export import FORMATS, SUFFIXES, export_all, webcam_like_frames
+from lib.training.model import load_checkpoint
+from lib.training.pairs import scan_root
+from lib.training.run_folder import load_splits
 
 
 def calibration_pairs(ckpt: Path, info, roots: list[str] | None) -> tuple[list, list, str]:

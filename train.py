@@ -2,10 +2,10 @@
 
 import argparse
 
-import lib.configurables  # noqa: F401  (checks the training stack, registers every gin configurable)
-import lib.train
-from lib.config import parse, parse_for_resume
-from lib.errors import UserError, run_cli
+import lib.training.configurables  # noqa: F401  (checks the training stack, registers every gin configurable)
+import lib.training.train
+from lib.live.errors import UserError, run_cli
+from lib.training.config import parse, parse_for_resume
 
 
 def main() -> None:
@@ -22,7 +22,7 @@ def main() -> None:
         parse(args.gin, args.gin_param)
     else:
         raise UserError("--gin is required, e.g. --gin gin/smoke.gin (or --resume experiments/expN)")
-    lib.train.train(resume=args.resume)
+    lib.training.train.train(resume=args.resume)
 
 
 if __name__ == "__main__":

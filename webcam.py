@@ -14,11 +14,11 @@ Needs only requirements-live.txt (ONNX Runtime, OpenCV, numpy, pygame-ce, PyAV) 
 import argparse
 import sys
 
-from lib.compose import MODES
-from lib.errors import run_cli
-from lib.live_options import Options, refuse_unused
-from lib.segmenter import BACKENDS
-from lib.webcam import DEFAULT_MODEL, ROOT, run
+from lib.live.compose import MODES
+from lib.live.errors import run_cli
+from lib.live.loop import DEFAULT_MODEL, ROOT, run
+from lib.live.options import Options, refuse_unused
+from lib.live.segmenter import BACKENDS
 
 
 class Parser(argparse.ArgumentParser):

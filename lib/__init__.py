@@ -2,7 +2,7 @@
 
 Importing the package imports nothing: the live path (webcam.py on an ONNX model) must run with
 ONNX Runtime, OpenCV, numpy and a window alone. Entry scripts that read gin configs import
-lib.configurables, which registers every configurable.
+lib.training.configurables, which registers every configurable.
 """
 
 import os

@@ -6,7 +6,7 @@
         --out experiments/wise.pt
 
 Fine-tunes of one start average into a network that is often better than each on data none was
-tuned for; a fine-tune averaged with its start keeps much of both (lib.model.average_checkpoints).
+tuned for; a fine-tune averaged with its start keeps much of both (lib.training.model.average_checkpoints).
 The result is a plain checkpoint: score it with evaluate.py, ship it with scripts.ship_model (the
 last --ckpt's run folder gives the calibration photos). Nothing existing is overwritten.
 """
@@ -14,9 +14,9 @@ last --ckpt's run folder gives the calibration photos). Nothing existing is over
 import argparse
 from pathlib import Path
 
-import lib.configurables  # noqa: F401  (checks the training stack)
-from lib.errors import UserError, run_cli
-from lib.model import average_checkpoints, save_checkpoint
+import lib.training.configurables  # noqa: F401  (checks the training stack)
+from lib.live.errors import UserError, run_cli
+from lib.training.model import average_checkpoints, save_checkpoint
 
 
 def main() -> None:

@@ -2,7 +2,7 @@
 
 Two measurements per format, median of --runs after --warmup:
 - model: one tensor at the model's input size (the network alone);
-- frame: one 640x480 BGR frame through lib.inference (letterbox, normalise, model, resize back).
+- frame: one 640x480 BGR frame through lib.training.inference (letterbox, normalise, model, resize back).
 
     python scripts/benchmark_latency.py --ckpt experiments/exp1/weights/best.pt
     python scripts/benchmark_latency.py --arch UnetPlusPlus --encoder resnet18 --input-size 384 288
@@ -22,12 +22,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lib.errors import run_cli
-from lib.export import export_onnx, export_torchscript
-from lib.inference import load_segmenter
-from lib.model import count_parameters, create, load_checkpoint, save_checkpoint
-from lib.model_info import ModelInfo, ModelSpec
-from lib.preprocess import Preprocess
+from lib.live.errors import run_cli
+from lib.live.model_info import ModelInfo, ModelSpec
+from lib.live.preprocess import Preprocess
+from lib.training.export import export_onnx, export_torchscript
+from lib.training.inference import load_segmenter
+from lib.training.model import count_parameters, create, load_checkpoint, save_checkpoint
 
 
 def median_ms(fn, runs: int, warmup: int) -> float:

@@ -4,7 +4,7 @@
     python -m scripts.benchmark_live --ckpt models/lite_int8.onnx --data samples/portraits --stills 4 --no-mediapipe
 
 One clip of test photos (the test split of --gin, default gin/lite.gin; or --data roots), each held
-still and then moved by hand (lib/livebench.py). For each model and setting: frames per second end
+still and then moved by hand (lib/tools/livebench.py). For each model and setting: frames per second end
 to end at 640x480 and 1280x720 (decoded frames in, blurred frames out, as to a window), model ms,
 CPU ms per frame (all threads), and on the same clip at 640x480: person IoU, boundary F, flicker (label flips
 where the truth does not change) with the camera still and moving, and the share of frames the
@@ -21,12 +21,12 @@ from pathlib import Path
 
 import cv2
 
-import lib.configurables  # noqa: F401  (checks the training stack, registers every gin configurable)
-from lib.compare import load_peers, select_photos
-from lib.errors import UserError, run_cli
-from lib.livebench import compositing_ms, make_clip, quality, read_stills, speed
-from lib.peers import PEER_FILES as PEERS
-from lib.webcam import Options
+import lib.training.configurables  # noqa: F401  (checks the training stack, registers every gin configurable)
+from lib.live.errors import UserError, run_cli
+from lib.live.loop import Options
+from lib.tools.compare import load_peers, select_photos
+from lib.tools.livebench import compositing_ms, make_clip, quality, read_stills, speed
+from lib.tools.peers import PEER_FILES as PEERS
 
 SETTINGS = {  # name -> Options changes; "defaults" is webcam.py with no flags
     "defaults": {},

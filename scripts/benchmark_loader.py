@@ -11,9 +11,9 @@ import argparse
 import os
 import time
 
-import lib.configurables  # noqa: F401  (checks the training stack, registers every gin configurable)
-from lib.data import build_dataloaders, make_splits
-from lib.errors import run_cli
+import lib.training.configurables  # noqa: F401  (checks the training stack, registers every gin configurable)
+from lib.live.errors import run_cli
+from lib.training.data import build_dataloaders, make_splits
 
 
 def main() -> None:

@@ -18,10 +18,10 @@ import time
 import gin
 import torch
 
-import lib.configurables  # noqa: F401  (checks the training stack, registers every gin configurable)
-import lib.data
-from lib.config import parse
-from lib.errors import run_cli
+import lib.training.configurables  # noqa: F401  (checks the training stack, registers every gin configurable)
+import lib.training.data
+from lib.live.errors import run_cli
+from lib.training.config import parse
 
 
 def _loader_rate(loader, steps: int) -> tuple[float, int]:
@@ -50,13 +50,13 @@ def main() -> None:
     parse(args.gin, args.gin_param)
     parts = args.only or ["loader", "model", "both"]
 
-    splits, _ = lib.data.make_splits()
-    train_dl, _, prep = lib.data.build_dataloaders(splits)
+    splits, _ = lib.training.data.make_splits()
+    train_dl, _, prep = lib.training.data.build_dataloaders(splits)
     channels_last = gin.query_parameter("train.channels_last") if _bound("train.channels_last") else False
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
-    model, _ = lib.model.build_model()
+    model, _ = lib.training.model.build_model()
     model = model.to(memory_format=memory_format).train()
-    loss_fn = lib.losses.build_loss()
+    loss_fn = lib.training.losses.build_loss()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     transform = train_dl.dataset.transform
     size = transform.early_size if transform.early_epochs else prep.input_size  # epoch 0 is what is timed

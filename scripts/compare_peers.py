@@ -18,12 +18,12 @@ import argparse
 import shlex
 import sys
 
-import lib.configurables  # noqa: F401  (checks the training stack, registers every gin configurable)
-from lib.compare import compare
-from lib.copy_paste import plate_split
-from lib.errors import UserError, run_cli
-from lib.pairs import SPLIT_NAMES
-from lib.peers import PEER_FILES as PEERS
+import lib.training.configurables  # noqa: F401  (checks the training stack, registers every gin configurable)
+from lib.live.errors import UserError, run_cli
+from lib.tools.compare import compare
+from lib.tools.peers import PEER_FILES as PEERS
+from lib.training.copy_paste import plate_split
+from lib.training.pairs import SPLIT_NAMES
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -8,7 +8,7 @@
 
 Boxes: --boxes DIR (<name>.txt, one `x0 y0 x1 y1` a line, pixels), --yolo DIR (<name>.txt,
 `class cx cy w h` normalised; --person-class), or --coco FILE (an instances json; iscrowd boxes are
-unknown). Several --ckpt are averaged. lib/label_boxes.py says how each pixel is decided.
+unknown). Several --ckpt are averaged. lib/tools/label_boxes.py says how each pixel is decided.
 --score-against MASKS scores the labels against hand masks (ignore/ beside MASKS is left out too)
 and writes no root unless --out is given. Nothing existing is overwritten: --out is written under a
 temporary name and renamed when complete.
@@ -23,8 +23,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from lib.errors import UserError, run_cli
-from lib.label_boxes import (
+from lib.live.errors import UserError, run_cli
+from lib.live.preprocess import IMAGE_SUFFIXES
+from lib.live.segmenter import load_segmenter
+from lib.tools.label_boxes import (
     Agreement,
     LabelSettings,
     label_photo,
@@ -33,9 +35,7 @@ from lib.label_boxes import (
     read_yolo_boxes,
     segmenters_predict,
 )
-from lib.pictures import save_grid
-from lib.preprocess import IMAGE_SUFFIXES
-from lib.segmenter import load_segmenter
+from lib.training.pictures import save_grid
 
 
 def parse_args() -> argparse.Namespace:

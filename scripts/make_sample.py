@@ -13,7 +13,7 @@ from pathlib import Path
 
 import cv2
 
-from lib.pairs import scan_root
+from lib.training.pairs import scan_root
 
 
 def main() -> None:

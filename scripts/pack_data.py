@@ -17,8 +17,8 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from lib.errors import UserError, run_cli
-from lib.pairs import read_mask, scan_root
+from lib.live.errors import UserError, run_cli
+from lib.training.pairs import read_mask, scan_root
 
 
 def pack_root(root: Path, out: Path, long_side: int, quality: int) -> int:

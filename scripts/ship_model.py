@@ -12,15 +12,15 @@ Each file is checked like export.py checks it; nothing in models/ is overwritten
 import argparse
 from pathlib import Path
 
-import lib.configurables  # noqa: F401  (checks the training stack, registers every gin configurable)
-from lib.config import ROOT
-from lib.data import DataRecipe, recipe_bindings
-from lib.errors import UserError, run_cli
-from lib.evaluate import find_run_dir
-from lib.export import export_all, webcam_like_frames
-from lib.model import load_checkpoint
-from lib.model_info import ModelInfo
-from lib.run_folder import load_splits
+import lib.training.configurables  # noqa: F401  (checks the training stack, registers every gin configurable)
+from lib.live.errors import UserError, run_cli
+from lib.live.model_info import ModelInfo
+from lib.tools.evaluate import find_run_dir
+from lib.training.config import ROOT
+from lib.training.data import DataRecipe, recipe_bindings
+from lib.training.export import export_all, webcam_like_frames
+from lib.training.model import load_checkpoint
+from lib.training.run_folder import load_splits
 
 
 def main() -> None:

@@ -16,7 +16,7 @@ import gin  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-import lib.configurables  # noqa: E402,F401  (tests parse recipes naming every configurable)
+import lib.training.configurables  # noqa: E402,F401  (tests parse recipes naming every configurable)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -93,9 +93,9 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
     """An untrained tiny Unet saved as a self-describing checkpoint (input 64x64)."""
     import torch
 
-    from lib.model import create, save_checkpoint
-    from lib.model_info import ModelInfo, ModelSpec
-    from lib.preprocess import Preprocess
+    from lib.live.model_info import ModelInfo, ModelSpec
+    from lib.live.preprocess import Preprocess
+    from lib.training.model import create, save_checkpoint
 
     torch.manual_seed(0)
     model = create(TINY_MODEL["arch"], TINY_MODEL["encoder_name"], TINY_MODEL["model_kwargs"])

@@ -7,10 +7,10 @@ import pytest
 import torch
 from conftest import ROOT, TINY_MODEL
 
-from lib.errors import UserError
-from lib.model import average_checkpoints, create, load_checkpoint, save_checkpoint
-from lib.model_info import ModelInfo, ModelSpec
-from lib.preprocess import Preprocess
+from lib.live.errors import UserError
+from lib.live.model_info import ModelInfo, ModelSpec
+from lib.live.preprocess import Preprocess
+from lib.training.model import average_checkpoints, create, load_checkpoint, save_checkpoint
 
 INFO = ModelInfo(ModelSpec(**TINY_MODEL), Preprocess(input_size=(64, 64)))
 

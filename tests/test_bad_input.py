@@ -29,7 +29,7 @@ from PIL import Image
 from test_train import TINY, reset
 
 import lib
-from lib.config import parse
+from lib.training.config import parse
 
 
 @dataclass
@@ -193,7 +193,7 @@ def run(tmp_path_factory) -> Path:
     roots = f"make_splits.roots = {[str(r) for r in roots]!r}"
     bindings = [*TINY, roots, f"train.run_root = '{tmp}'", "train.epochs = 2"]
     parse([SMOKE], bindings)
-    run_dir = lib.train.train()
+    run_dir = lib.training.train.train()
     reset()
     return run_dir
 
@@ -305,7 +305,7 @@ def test_bad_input(name, context, tmp_path, monkeypatch, capfd, request):
 
 def test_an_exif_turned_phone_photo_whose_mask_is_upright_is_scored(tmp_path, tiny_checkpoint, capsys):
     """The header check, the decoder and the mask agree on the photo's orientation."""
-    from lib.evaluate import evaluate
+    from lib.tools.evaluate import evaluate
 
     root = write_exif_photo(tmp_path / "phone", mask_upright=True)
     make_folder(root, n=2)
@@ -343,7 +343,7 @@ def test_a_failed_checkpoint_save_leaves_the_last_good_one_to_resume(tmp_path, m
     assert code == 0, err
     reset()
     parse([SMOKE], list(bindings))
-    straight = lib.train.train()
+    straight = lib.training.train.train()
     from test_train import outcome
 
     assert outcome(run_dir) == outcome(straight)

@@ -4,7 +4,7 @@ import cv2
 import numpy as np
 import pytest
 
-from lib.compose import (
+from lib.live.compose import (
     Compositor,
     TemporalSmoother,
     blend,

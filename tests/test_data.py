@@ -8,8 +8,10 @@ import pytest
 import torch
 from conftest import make_folder
 
-import lib.data
-from lib.data import (
+import lib.training.data
+from lib.live.errors import UserError
+from lib.live.preprocess import Preprocess
+from lib.training.data import (
     DecodedCache,
     EpochSampler,
     SegmentationDataset,
@@ -17,11 +19,9 @@ from lib.data import (
     make_splits,
     read_pair,
 )
-from lib.errors import UserError
-from lib.pairs import read_mask, scan_root, split_pairs
-from lib.preprocess import Preprocess
-from lib.run_folder import load_splits, save_splits
-from lib.transforms import EvalTransform, TrainTransform
+from lib.training.pairs import read_mask, scan_root, split_pairs
+from lib.training.run_folder import load_splits, save_splits
+from lib.training.transforms import EvalTransform, TrainTransform
 
 
 def test_aisegment_layout_pairs_and_alpha(aiseg_root):
@@ -185,7 +185,7 @@ def test_decoded_cache_gives_the_photo_once_decoded_and_scaled(tmp_path, aiseg_r
     assert np.array_equal(image, truth_image) and np.array_equal(mask, truth_mask)
     assert len(list((tmp_path / "full").glob("*.npy"))) == 1
     with monkeypatch.context() as m:  # from the file now: the originals are not decoded again
-        m.setattr(lib.data, "read_pair", lambda pair: pytest.fail("decoded again"))
+        m.setattr(lib.training.data, "read_pair", lambda pair: pytest.fail("decoded again"))
         again = same.load(pair)
     assert np.array_equal(again[0], image) and np.array_equal(again[1], mask)
     small, small_mask = DecodedCache(tmp_path / "small", long_side=40).load(pair)
@@ -225,8 +225,8 @@ def test_a_recipes_splits_are_made_again_without_touching_gin(tmp_path, aiseg_ro
     configuration already parsed (and locked) by an entry script."""
     import gin
 
-    from lib.config import parse
-    from lib.data import DataRecipe, recipe_splits
+    from lib.training.config import parse
+    from lib.training.data import DataRecipe, recipe_splits
 
     (tmp_path / "base.gin").write_text(f"make_splits.roots = ['{aiseg_root}', '{folder_root}']\n")
     (tmp_path / "r.gin").write_text(f"include '{tmp_path / 'base.gin'}'\nmake_splits.split = (0.5, 0.25, 0.25)\n")

@@ -11,13 +11,13 @@ import pytest
 import torch
 from conftest import ROOT, draw_pair
 
-from lib.errors import UserError
-from lib.evaluate import evaluate
-from lib.export import export_all, export_onnx, export_torchscript, verify
-from lib.inference import load_segmenter, read_info
-from lib.model import load_checkpoint
-from lib.model_info import ModelInfo, ModelSpec
-from lib.preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocess
+from lib.live.errors import UserError
+from lib.live.model_info import ModelInfo, ModelSpec
+from lib.live.preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocess
+from lib.tools.evaluate import evaluate
+from lib.training.export import export_all, export_onnx, export_torchscript, verify
+from lib.training.inference import load_segmenter, read_info
+from lib.training.model import load_checkpoint
 
 
 class Brightness(torch.nn.Module):
@@ -212,7 +212,7 @@ class BrightnessConv(torch.nn.Module):
 
 
 def test_int8_export_is_calibrated_checked_and_scores_like_fp32(tmp_path, png_root, monkeypatch):
-    import lib.export
+    import lib.training.export
 
     root, _ = png_root
     frames = [cv2.imread(str(p)) for p in sorted((root / "images").glob("*.png"))]
@@ -225,6 +225,6 @@ def test_int8_export_is_calibrated_checked_and_scores_like_fp32(tmp_path, png_ro
     assert fp32["iou"] == pytest.approx(1.0) and int8["iou"] > fp32["iou"] - 0.003
     with pytest.raises(UserError, match="needs calibration photos"):
         export_all(BrightnessConv(), INFO, tmp_path, "c", ["int8"])
-    monkeypatch.setattr(lib.export, "INT8_MIN_AGREEMENT", 1.01)  # a bar no model clears: the check must fail
+    monkeypatch.setattr(lib.training.export, "INT8_MIN_AGREEMENT", 1.01)  # a bar no model clears: the check must fail
     with pytest.raises(RuntimeError, match="agree with fp32's by IoU"):
         export_all(BrightnessConv(), INFO, tmp_path, "d", ["int8"], calibration=frames)

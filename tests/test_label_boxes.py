@@ -1,5 +1,5 @@
 """The box labeller: box files read in three formats, every pixel decided as the docstring of
-lib/label_boxes.py says, and the command writing a root that training reads."""
+lib/tools/label_boxes.py says, and the command writing a root that training reads."""
 
 import json
 import subprocess
@@ -10,8 +10,8 @@ import cv2
 import numpy as np
 import pytest
 
-from lib.errors import UserError
-from lib.label_boxes import (
+from lib.live.errors import UserError
+from lib.tools.label_boxes import (
     Agreement,
     Boxes,
     LabelSettings,
@@ -21,7 +21,7 @@ from lib.label_boxes import (
     read_txt_boxes,
     read_yolo_boxes,
 )
-from lib.pairs import read_target, scan_root
+from lib.training.pairs import read_target, scan_root
 
 ROOT = Path(__file__).resolve().parents[1]
 

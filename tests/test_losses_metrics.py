@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from lib import metrics
-from lib.errors import UserError
-from lib.losses import WeightedSum, build_loss
+from lib.live.errors import UserError
+from lib.training import metrics
+from lib.training.losses import WeightedSum, build_loss
 
 # One image, four pixels: logits and truth.
 LOGITS = torch.tensor([2.0, -1.0, 0.5, -3.0]).reshape(1, 1, 2, 2)

@@ -12,12 +12,12 @@ import pytest
 from conftest import ROOT, make_aisegment, make_folder
 from test_train import bindings, reset, train
 
-from lib.config import parse
-from lib.errors import UserError
-from lib.evaluate import evaluate
-from lib.model import read_checkpoint
-from lib.sinks import open_sink
-from lib.sources import open_source
+from lib.live.errors import UserError
+from lib.live.sinks import open_sink
+from lib.live.sources import open_source
+from lib.tools.evaluate import evaluate
+from lib.training.config import parse
+from lib.training.model import read_checkpoint
 
 
 @pytest.fixture
@@ -53,7 +53,7 @@ def test_after_failed_launches_the_next_good_run_is_exp1(tmp_path, data):
 def test_a_recipes_missing_data_says_how_to_point_it_elsewhere(tmp_path):
     parse([str(ROOT / "gin" / "lite.gin")], [f"train.run_root = '{tmp_path}'"])
     with pytest.raises(UserError, match=r"does not exist .*relative to the working directory.*AISegment layout"):
-        from lib.data import make_splits
+        from lib.training.data import make_splits
 
         make_splits(roots=["no/such/folder"])
 
@@ -91,7 +91,7 @@ def test_a_broken_mask_body_does_not_lose_the_run(tmp_path, data):
     writes its weights, pictures and metrics.json, saying which photo could not be scored."""
     reset()
     parse([], bindings(tmp_path, data, "train.max_steps = 2"))
-    from lib.data import make_splits
+    from lib.training.data import make_splits
 
     splits, _ = make_splits()
     victim = splits["val"][0].mask_path  # on the preview and in validation
@@ -135,7 +135,7 @@ def test_a_moved_model_keeps_its_pictures_to_itself(tmp_path, data, capsys):
 
 
 def test_split_lists_written_elsewhere_name_the_real_cause(tmp_path):
-    from lib.pairs import read_split
+    from lib.training.pairs import read_split
 
     (tmp_path / "test.tsv").write_text("# root\timage\tmask\tlayout\nrelative/root\ta.jpg\ta.png\tfolder\n")
     with pytest.raises(UserError, match="relative to the directory train.py ran in"):

@@ -1,4 +1,4 @@
-"""lib.peers, lib.compare and scripts/compare_peers.py: MediaPipe's pre/post-processing with a stand-in
+"""lib.tools.peers, lib.tools.compare and scripts/compare_peers.py: MediaPipe's pre/post-processing with a stand-in
 interpreter (CI has no ai-edge-litert), the messages when the peer cannot run, and the script end
 to end on generated data."""
 
@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 from conftest import ROOT
 
-from lib.compare import select_photos
-from lib.data import make_splits
-from lib.errors import UserError
-from lib.peers import LANDSCAPE_FILE, PEER_FILES, MediaPipeSelfie, MeetSegmentation, PPHumanSeg
+from lib.live.errors import UserError
+from lib.tools.compare import select_photos
+from lib.tools.peers import LANDSCAPE_FILE, PEER_FILES, MediaPipeSelfie, MeetSegmentation, PPHumanSeg
+from lib.training.data import make_splits
 from scripts.compare_peers import main
 
 PEERS = ROOT.parent / "shared" / "peers" / "mediapipe_selfie"

@@ -11,15 +11,15 @@ import torch
 from conftest import make_aisegment, make_folder
 
 import lib
-from lib import metrics
-from lib.config import parse
-from lib.copy_paste import SceneComposer, cut_person, match_colour, plate_split, turn
-from lib.data import EpochSampler, SegmentationDataset, build_dataloaders, decode_key, make_splits, read_pair
-from lib.evaluate import false_person, score
-from lib.losses import build_loss
-from lib.pairs import IGNORE, read_split, read_target, scan_root, write_split
-from lib.preprocess import Preprocess
-from lib.transforms import TrainTransform
+from lib.live.preprocess import Preprocess
+from lib.tools.evaluate import false_person, score
+from lib.training import metrics
+from lib.training.config import parse
+from lib.training.copy_paste import SceneComposer, cut_person, match_colour, plate_split, turn
+from lib.training.data import EpochSampler, SegmentationDataset, build_dataloaders, decode_key, make_splits, read_pair
+from lib.training.losses import build_loss
+from lib.training.pairs import IGNORE, read_split, read_target, scan_root, write_split
+from lib.training.transforms import TrainTransform
 
 
 def add_ignore(root: Path, band: slice = slice(0, 10)) -> None:
@@ -245,13 +245,13 @@ def test_plate_split_holds_out_whole_sequences(tmp_path):
     train, held = plate_split([str(tmp_path)], holdout_every=4)
     assert {p.stem.split("_")[0] for p in held} == {"goat"} and len(train) == 12
     assert plate_split([str(tmp_path)], holdout_every=0)[1] == []
-    with pytest.raises(lib.errors.UserError, match="plate_split.folders: .*nowhere is not a folder"):
+    with pytest.raises(lib.live.errors.UserError, match="plate_split.folders: .*nowhere is not a folder"):
         plate_split([str(tmp_path / "nowhere")])
 
 
 def test_loader_bindings_are_checked(tmp_path):
     splits, _ = make_splits(roots=[str(make_folder(tmp_path / "f", n=6))])
-    with pytest.raises(lib.errors.UserError, match="landscape_share=1.5: expected a share between 0 and 1"):
+    with pytest.raises(lib.live.errors.UserError, match="landscape_share=1.5: expected a share between 0 and 1"):
         build_dataloaders(splits, input_size=(64, 64), num_workers=0, landscape_share=1.5)
 
 
@@ -303,7 +303,7 @@ def test_a_run_scores_evaluation_roots_and_empty_scenes_every_epoch(tmp_path):
             "train.export_formats = ()",
         ],
     )
-    run_dir = lib.train.train()
+    run_dir = lib.training.train.train()
     result = json.loads((run_dir / "metrics.json").read_text())
     for epoch in result["history"]:
         assert 0 <= epoch["scene_iou"] <= 1 and 0 <= epoch["false_person"] <= 1

@@ -20,12 +20,12 @@ import pytest
 import torch
 from conftest import ROOT
 
-from lib.copy_paste import blend_in, cut_person
-from lib.evaluate import evaluate
-from lib.export import export_onnx
-from lib.inference import load_segmenter
-from lib.model import build_model, create, read_checkpoint
-from lib.pairs import pairs_under, read_mask
+from lib.tools.evaluate import evaluate
+from lib.training.copy_paste import blend_in, cut_person
+from lib.training.export import export_onnx
+from lib.training.inference import load_segmenter
+from lib.training.model import build_model, create, read_checkpoint
+from lib.training.pairs import pairs_under, read_mask
 
 MODELS = ROOT / "models"
 SAMPLES = [str(ROOT / "samples" / "portraits"), str(ROOT / "samples" / "fullbody")]

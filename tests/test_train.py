@@ -14,10 +14,10 @@ import torch
 from conftest import ROOT, make_aisegment, make_folder
 
 import lib
-from lib import run_folder
-from lib.config import parse, parse_for_resume
-from lib.errors import UserError
-from lib.model import read_checkpoint
+from lib.live.errors import UserError
+from lib.training import run_folder
+from lib.training.config import parse, parse_for_resume
+from lib.training.model import read_checkpoint
 
 TINY = [
     "build_model.arch = 'Unet'",
@@ -41,7 +41,7 @@ def bindings(tmp_path: Path, roots: list[Path], *extra: str) -> list[str]:
 
 def train(tmp_path, roots, *extra, gin_files=()):
     parse(list(gin_files), bindings(tmp_path, roots, *extra))
-    return lib.train.train()
+    return lib.training.train.train()
 
 
 def writer_pids(run_dir: Path) -> set[str]:
@@ -135,12 +135,12 @@ def test_a_resumed_runs_config_starts_a_new_run_when_reused(tmp_path, data, monk
     first = train(tmp_path, data, "train.epochs = 2", "train.max_steps = 4")
     reset()
     parse_for_resume(str(first), [], ["train.epochs = 3", "train.max_steps = 6"])
-    assert lib.train.train(resume=str(first)) == first
+    assert lib.training.train.train(resume=str(first)) == first
     config = (first / "operative_config.gin").read_text()
     assert "train.resume" not in config and "train.epochs = 3" in config
     reset()
     parse([str(first / "operative_config.gin")], [])
-    second = lib.train.train()
+    second = lib.training.train.train()
     assert second != first and second.parent == first.parent
     assert json.loads((second / "metrics.json").read_text())["history"][0]["epoch"] == 1
     reset()
@@ -177,15 +177,15 @@ def test_interrupt_then_resume_equals_an_uninterrupted_run(tmp_path, data, monke
     steps = ["train.epochs = 3"]
     straight = train(tmp_path, data, *steps)
     reset()
-    monkeypatch.setattr(lib.train, "StopRequest", StopAfter(5))  # stop after step 6, mid-epoch 2
-    with pytest.raises(lib.train.Interrupted, match=r"stopped at step 6 .* --resume"):
+    monkeypatch.setattr(lib.training.train, "StopRequest", StopAfter(5))  # stop after step 6, mid-epoch 2
+    with pytest.raises(lib.training.train.Interrupted, match=r"stopped at step 6 .* --resume"):
         train(tmp_path, data, *steps)
     interrupted = tmp_path / "exps" / "exp2"
     assert [s for s, _ in run_folder.checkpoints(interrupted)] == [4, 6]
     monkeypatch.undo()
     reset()
     parse_for_resume(str(interrupted), [], [])
-    assert lib.train.train(resume=str(interrupted)) == interrupted
+    assert lib.training.train.train(resume=str(interrupted)) == interrupted
     a = read_checkpoint(straight / "weights" / "last.pt")[1]
     b = read_checkpoint(interrupted / "weights" / "last.pt")[1]
     assert all(torch.allclose(a[k].float(), b[k].float(), atol=1e-5) for k in a)
@@ -205,14 +205,14 @@ def outcome(run_dir: Path) -> dict:
 def stopped_and_resumed(tmp_path, data, monkeypatch, stop_at: int, *steps: str) -> Path:
     """A run stopped (as by Ctrl-C or SIGTERM) after optimizer step `stop_at`, then resumed to its end."""
     reset()
-    monkeypatch.setattr(lib.train, "StopRequest", StopAfter(stop_at - 1))
-    with pytest.raises(lib.train.Interrupted, match=rf"stopped at step {stop_at} "):
+    monkeypatch.setattr(lib.training.train, "StopRequest", StopAfter(stop_at - 1))
+    with pytest.raises(lib.training.train.Interrupted, match=rf"stopped at step {stop_at} "):
         train(tmp_path, data, *steps)
     run_dir = sorted((tmp_path / "exps").iterdir(), key=lambda p: int(p.name[3:]))[-1]
     monkeypatch.undo()
     reset()
     parse_for_resume(str(run_dir), [], [])
-    assert lib.train.train(resume=str(run_dir)) == run_dir
+    assert lib.training.train.train(resume=str(run_dir)) == run_dir
     return run_dir
 
 
@@ -237,8 +237,8 @@ def test_resume_is_exact_at_every_step_boundary(tmp_path, data, monkeypatch):
 
 def test_a_resumed_run_counts_the_time_before_the_resume_against_its_budget(tmp_path, data, monkeypatch):
     """A budget that restarted at each resume would grow the schedule back and raise the learning rate."""
-    monkeypatch.setattr(lib.train, "StopRequest", StopAfter(5))  # stop after step 6, mid-epoch 2 of 5
-    with pytest.raises(lib.train.Interrupted):
+    monkeypatch.setattr(lib.training.train, "StopRequest", StopAfter(5))  # stop after step 6, mid-epoch 2 of 5
+    with pytest.raises(lib.training.train.Interrupted):
         train(tmp_path, data, "train.epochs = 5", "train.max_minutes = 10")
     run_dir = tmp_path / "exps" / "exp1"
     loop_file = run_dir / "checkpoints" / "step_6" / "loop.json"
@@ -248,7 +248,7 @@ def test_a_resumed_run_counts_the_time_before_the_resume_against_its_budget(tmp_
     monkeypatch.undo()
     reset()
     parse_for_resume(str(run_dir), [], [])
-    lib.train.train(resume=str(run_dir))
+    lib.training.train.train(resume=str(run_dir))
     results = json.loads((run_dir / "metrics.json").read_text())
     assert results["steps"] == 8 and len(results["history"]) == 2  # ends with the epoch it was in, not epoch 5
     assert results["training_minutes"] >= 10.0
@@ -268,12 +268,12 @@ def test_time_budget_shortens_the_schedule(tmp_path, data):
     run_dir = train(tmp_path, data, "train.epochs = 5", "train.max_minutes = 0.0001")
     results = json.loads((run_dir / "metrics.json").read_text())
     assert results["steps"] == 4 and len(results["history"]) == 1  # one epoch timed, nothing more fits
-    assert lib.train.fit_to_budget(20, 1, 4, epoch_s=10.0, left_s=25.0) == 12  # two more epochs fit
-    assert lib.train.fit_to_budget(20, 1, 4, epoch_s=1.0, left_s=100.0) == 20  # never beyond the plan
+    assert lib.training.train.fit_to_budget(20, 1, 4, epoch_s=10.0, left_s=25.0) == 12  # two more epochs fit
+    assert lib.training.train.fit_to_budget(20, 1, 4, epoch_s=1.0, left_s=100.0) == 20  # never beyond the plan
 
 
 def test_nan_loss_stops_with_a_message_and_keeps_the_last_checkpoint(tmp_path, data, monkeypatch):
-    real = lib.train.build_loss
+    real = lib.training.train.build_loss
 
     def poisoned_after(n):
         loss = real()
@@ -286,8 +286,10 @@ def test_nan_loss_stops_with_a_message_and_keeps_the_last_checkpoint(tmp_path, d
 
         return forward
 
-    monkeypatch.setattr(lib.train, "build_loss", lambda: poisoned_after(4 + 4))  # 4 train + 4 val calls
-    with pytest.raises(lib.train.Diverged, match=r"loss became nan at step 5 .* last good checkpoint is .*step_4"):
+    monkeypatch.setattr(lib.training.train, "build_loss", lambda: poisoned_after(4 + 4))  # 4 train + 4 val calls
+    with pytest.raises(
+        lib.training.train.Diverged, match=r"loss became nan at step 5 .* last good checkpoint is .*step_4"
+    ):
         train(tmp_path, data, "train.epochs = 3")
     run_dir = tmp_path / "exps" / "exp1"
     assert [s for s, _ in run_folder.checkpoints(run_dir)] == [4]
@@ -313,7 +315,7 @@ def test_bad_configuration_gives_one_clear_message(tmp_path, data, binding, mess
 
 
 def test_encoder_weights_from_a_local_file(tmp_path, data):
-    from lib.model import build_model
+    from lib.training.model import build_model
 
     model, _ = build_model(arch="Unet", encoder_name="resnet18")
     path = tmp_path / "enc.pt"
@@ -325,7 +327,7 @@ def test_encoder_weights_from_a_local_file(tmp_path, data):
 
 
 def test_imagenet_offline_says_what_to_do(monkeypatch):
-    from lib.model import build_model
+    from lib.training.model import build_model
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(UserError, match="could not download the resnet18 weights"):
@@ -333,9 +335,9 @@ def test_imagenet_offline_says_what_to_do(monkeypatch):
 
 
 def _tiny_checkpoint(path: Path, half: bool = False, **spec_changes) -> tuple[torch.nn.Module, dict]:
-    from lib.model import create, save_checkpoint
-    from lib.model_info import ModelInfo, ModelSpec
-    from lib.preprocess import Preprocess
+    from lib.live.model_info import ModelInfo, ModelSpec
+    from lib.live.preprocess import Preprocess
+    from lib.training.model import create, save_checkpoint
 
     spec = {"arch": "Unet", "encoder_name": "resnet18", "model_kwargs": {"decoder_channels": (16, 16, 8, 8, 8)}}
     spec |= spec_changes
@@ -348,7 +350,7 @@ def _tiny_checkpoint(path: Path, half: bool = False, **spec_changes) -> tuple[to
 
 
 def test_init_from_loads_every_weight_exactly(tmp_path):
-    from lib.model import build_model
+    from lib.training.model import build_model
 
     saved, spec = _tiny_checkpoint(tmp_path / "a.pt")
     # encoder_weights names no file: with init_from it is not read
@@ -376,7 +378,7 @@ def test_init_from_loads_every_weight_exactly(tmp_path):
     ],
 )
 def test_init_from_refuses_another_architecture_in_one_line(tmp_path, build, message):
-    from lib.model import build_model
+    from lib.training.model import build_model
 
     _, spec = _tiny_checkpoint(tmp_path / "a.pt")
     with pytest.raises(UserError, match=message) as error:
@@ -385,7 +387,7 @@ def test_init_from_refuses_another_architecture_in_one_line(tmp_path, build, mes
 
 
 def test_init_from_refuses_missing_foreign_and_differently_normalised_files(tmp_path):
-    from lib.model import build_model
+    from lib.training.model import build_model
 
     spec = {"arch": "Unet", "encoder_name": "resnet18", "model_kwargs": {"decoder_channels": (16, 16, 8, 8, 8)}}
     with pytest.raises(UserError, match=r"init_from='.*nothing.pt': no such file"):
@@ -529,16 +531,16 @@ def test_two_processes_one_folder_same_validation(tmp_path):
 
     from accelerate import Accelerator
 
-    from lib.data import build_dataloaders
-    from lib.losses import build_loss
-    from lib.model import load_checkpoint
-    from lib.run_folder import load_splits
+    from lib.training.data import build_dataloaders
+    from lib.training.losses import build_loss
+    from lib.training.model import load_checkpoint
+    from lib.training.run_folder import load_splits
 
     model, _ = load_checkpoint(run_dir / "weights" / "last.pt")
     accelerator = Accelerator(cpu=True)
     _, val_dl, _ = build_dataloaders(load_splits(run_dir), input_size=(64, 64), batch_size=2, num_workers=0)
     model, val_dl = accelerator.prepare(model, val_dl)
-    val_one = lib.train.validate(model, val_dl, build_loss(), accelerator)
+    val_one = lib.training.train.validate(model, val_dl, build_loss(), accelerator)
     assert val_one["n"] == 3
     assert val_one["iou"] == pytest.approx(val_two["val_iou"], abs=1e-9)
     assert val_one["mean_iou"] == pytest.approx(val_two["val_mean_iou"], abs=1e-9)

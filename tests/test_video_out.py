@@ -8,8 +8,8 @@ import av
 import numpy as np
 import pytest
 
-from lib.sources import CaptureSource
-from lib.webcam import Options, run
+from lib.live.loop import Options, run
+from lib.live.sources import CaptureSource
 from tests.test_webcam import bright_segmenter
 
 W, H, FPS, SECONDS, RATE = 160, 120, 15, 2.0, 16000
@@ -82,7 +82,7 @@ def test_a_shorter_run_cuts_the_sound_where_the_video_ends(tmp_path, talk):
 
 
 def test_odd_frame_sizes_are_padded_for_h264(tmp_path):
-    from lib.livebench import ClipSource
+    from lib.tools.livebench import ClipSource
 
     frames = [np.full((45, 63, 3), 100, np.uint8)] * 3
     out = tmp_path / "odd.mp4"
@@ -118,9 +118,9 @@ class FakeCamera:
 def test_the_camera_is_asked_for_mjpg_size_and_fps_and_says_what_it_delivers(monkeypatch, capsys):
     import cv2
 
-    import lib.sources
+    import lib.live.sources
 
-    monkeypatch.setattr(lib.sources, "quiet_capture", FakeCamera)
+    monkeypatch.setattr(lib.live.sources, "quiet_capture", FakeCamera)
     camera = CaptureSource(0, live=True, size=(1280, 720), fps=30)
     asked = camera.cap.asked
     assert asked[0] == (cv2.CAP_PROP_FOURCC, cv2.VideoWriter_fourcc(*"MJPG"))  # before the size: most drivers need it

@@ -17,14 +17,14 @@ import cv2
 import numpy as np
 import pytest
 
-import lib.webcam as webcam
-from lib.errors import UserError
-from lib.inference import Segmenter, load_segmenter
-from lib.model_info import ModelInfo, ModelSpec
-from lib.preprocess import Preprocess
-from lib.sinks import DisplayUnavailable
-from lib.sources import CaptureSource, SourceLost, open_source
-from lib.webcam import Options, run
+import lib.live.loop as webcam
+from lib.live.errors import UserError
+from lib.live.loop import Options, run
+from lib.live.model_info import ModelInfo, ModelSpec
+from lib.live.preprocess import Preprocess
+from lib.live.sinks import DisplayUnavailable
+from lib.live.sources import CaptureSource, SourceLost, open_source
+from lib.training.inference import Segmenter, load_segmenter
 
 ROOT = Path(__file__).resolve().parents[1]
 W, H, N = 160, 120, 12
@@ -123,8 +123,8 @@ def test_alpha_mode_to_image_folder_is_rgba(tmp_path, clip):
 
 @pytest.fixture(scope="module")
 def exported(tiny_checkpoint, tmp_path_factory):
-    from lib.export import export_onnx, export_torchscript
-    from lib.model import load_checkpoint
+    from lib.training.export import export_onnx, export_torchscript
+    from lib.training.model import load_checkpoint
 
     model, info = load_checkpoint(tiny_checkpoint)
     folder = tmp_path_factory.mktemp("exported")
@@ -324,8 +324,8 @@ def test_cli_benchmark_line_and_clean_errors(tmp_path, clip, exported):
 
 
 def test_live_benchmark_clip_and_scores():
-    from lib.livebench import Clip, clip_quality, make_clip, read_stills
-    from lib.pairs import scan_root
+    from lib.tools.livebench import Clip, clip_quality, make_clip, read_stills
+    from lib.training.pairs import scan_root
 
     stills = read_stills(scan_root(ROOT / "samples" / "portraits").pairs[:2])
     clip = make_clip(stills, size=(160, 120), per_still=6)
@@ -367,7 +367,7 @@ def test_live_benchmark_script(exported, tmp_path):
 
 
 def test_change_gate_runs_the_model_only_when_the_picture_changes():
-    from lib.webcam import ChangeGate
+    from lib.live.loop import ChangeGate
 
     rng = np.random.default_rng(0)
     still = rng.integers(0, 255, (120, 160, 3), dtype=np.uint8)
@@ -380,7 +380,7 @@ def test_change_gate_runs_the_model_only_when_the_picture_changes():
 
 def test_change_threshold_saves_model_calls_on_a_still_camera(tmp_path, clip):
     still = [clip[1][0]] * 12
-    from lib.livebench import ClipSource
+    from lib.tools.livebench import ClipSource
 
     counted = bright_segmenter()
     stats = run(opts(change_threshold=2.0, max_skip=5), counted, ClipSource(still))

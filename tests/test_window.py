@@ -17,9 +17,9 @@ import cv2
 import numpy as np
 import pytest
 
-from lib.compose import Compositor
-from lib.segmenter import load_segmenter
-from lib.window import fit_into
+from lib.live.compose import Compositor
+from lib.live.segmenter import load_segmenter
+from lib.live.window import fit_into
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = ROOT / "models" / "lite_int8.onnx"

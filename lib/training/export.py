@@ -1,0 +1,212 @@
+"""Write a trained model as TorchScript, ONNX, smp's own folder or fp16 weights, each checked against eager.
+
+The description (lib.live.model_info) goes inside each file: TorchScript as an extra file
+`person_seg.json`, ONNX as metadata_props under the key `person_seg`, beside the smp folder's
+weights as `person_seg.json`. Anything that loads the file knows how to feed it. Each file is
+read back with the loaders its users use (lib.training.inference) and compared with the eager model.
+"""
+
+import logging
+import tempfile
+import warnings
+from functools import partial
+from pathlib import Path
+
+import cv2
+import numpy as np
+import onnx
+import torch
+from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+from onnxruntime.quantization.shape_inference import quant_pre_process
+from torch import nn
+
+from lib.live.compose import fit_background
+from lib.live.errors import UserError
+from lib.live.files import write_atomic
+from lib.live.model_info import META_KEY, ModelInfo
+from lib.live.preprocess import Preprocess, prepare_frame
+from lib.training.inference import load_backend, to_onnx, to_torchscript
+from lib.training.model import save_checkpoint
+from lib.training.pairs import Pair
+
+FORMATS = ("torchscript", "onnx", "smp", "half", "int8")
+SUFFIXES = {"torchscript": ".ts", "onnx": ".onnx", "smp": "_smp", "half": "_fp16.pt", "int8": "_int8.onnx"}
+PARITY_TOLERANCE = 1e-4
+# fp16 weights round each weight to ~3 significant digits: logits move by ~1e-3 of their size, so
+# fp16 is held to a share of the largest logit (a trained model's reach +-20 and more).
+HALF_TOLERANCE = 2e-2
+# int8 rounds every activation too: its masks are held to the fp32 model's by IoU, not by logits.
+INT8_MIN_AGREEMENT = 0.97
+
+
+def check_sizes(prep: Preprocess) -> list[tuple[int, int]]:
+    """Two input sizes for parity checks: the training box and its landscape turn."""
+    h, w = prep.input_size
+    return [(h, w), (w, h) if w != h else (h + prep.stride, w)]
+
+
+def export_torchscript(model: nn.Module, info: ModelInfo, path: Path) -> Path:
+    traced = to_torchscript(model, info.prep)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch 2.14 deprecates torch.jit.*; the file still loads everywhere
+        torch.jit.save(traced, str(path), _extra_files={f"{META_KEY}.json": info.to_json()})
+    return path
+
+
+def export_onnx(model: nn.Module, info: ModelInfo, path: Path, opset: int = 17, dynamo: bool = False) -> Path:
+    to_onnx(model, info.prep, str(path), opset, dynamo)
+    proto = onnx.load(str(path))
+    entry = proto.metadata_props.add()
+    entry.key, entry.value = META_KEY, info.to_json()
+    onnx.save(proto, str(path))
+    return path
+
+
+def export_smp(model: nn.Module, info: ModelInfo, path: Path) -> Path:
+    """smp's save_pretrained folder: loads with smp.from_pretrained(path)."""
+    path.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(str(path))
+    (path / f"{META_KEY}.json").write_text(info.to_json())
+    return path
+
+
+def export_half(model: nn.Module, info: ModelInfo, path: Path) -> Path:
+    """A checkpoint with fp16 weights: half the size on disk; loads as fp32 everywhere."""
+    save_checkpoint(path, model, info, half=True)
+    return path
+
+
+def webcam_like_frames(pairs: list[Pair], n: int) -> list[np.ndarray]:
+    """n photos spread over `pairs`, every other one cropped to a 640x480 landscape frame: int8
+    ranges then cover both orientations the model is fed."""
+    chosen = pairs[:: max(1, len(pairs) // n)][:n]
+    frames = []
+    for i, pair in enumerate(chosen):
+        image = cv2.imread(str(pair.image_path), cv2.IMREAD_COLOR)
+        if image is None:
+            raise UserError(f"{pair.image_path}: not a readable image (a calibration photo)")
+        frames.append(image if i % 2 == 0 else fit_background(image, (480, 640)))
+    return frames
+
+
+class _Frames(CalibrationDataReader):
+    def __init__(self, frames: list[np.ndarray], prep: Preprocess):
+        self.inputs = iter([{"image": prepare_frame(frame, prep)[0]} for frame in frames])
+
+    def get_next(self):
+        return next(self.inputs, None)
+
+
+def export_int8(model: nn.Module, info: ModelInfo, path: Path, calibration: list[np.ndarray]) -> Path:
+    """ONNX with int8 weights (per output channel) and uint8 activations, calibrated on real frames.
+
+    Static quantization: the activations' ranges come from `calibration` (BGR photos and frames,
+    both orientations, as the webcam feeds them), so nothing is measured at run time. About twice
+    as fast as fp32 on a CPU with VNNI/AVX2 integer kernels.
+    """
+    if not calibration:
+        raise UserError("--formats int8 needs calibration photos (--calibration-data ROOT, or a run's train split)")
+    with tempfile.TemporaryDirectory(prefix="int8-") as tmp:
+        fp32, prepared = Path(tmp) / "fp32.onnx", Path(tmp) / "prepared.onnx"
+        to_onnx(model, info.prep, str(fp32))
+        quiet = logging.getLogger().level
+        logging.getLogger().setLevel(logging.ERROR)  # one warning per shape tensor it leaves alone
+        try:
+            quant_pre_process(str(fp32), str(prepared), skip_symbolic_shape=True)
+            quantize_static(
+                str(prepared), str(path), _Frames(calibration, info.prep), quant_format=QuantFormat.QOperator,
+                per_channel=True, weight_type=QuantType.QInt8, activation_type=QuantType.QUInt8,
+            )  # fmt: skip
+        finally:
+            logging.getLogger().setLevel(quiet)
+    proto = onnx.load(str(path))
+    entry = proto.metadata_props.add()
+    meta = {"quantized": f"int8 static, per-channel weights, calibrated on {len(calibration)} frames"}
+    entry.key, entry.value = META_KEY, info.with_meta(**meta).to_json()
+    onnx.save(proto, str(path))
+    return path
+
+
+def mask_agreement(model: nn.Module, path: Path, frames: list[np.ndarray], prep: Preprocess) -> float:
+    """IoU between the exported file's person masks and the eager model's, over `frames`."""
+    backend = load_backend(path, "onnx", device="cpu")
+    inter = union = 0
+    for frame in frames:
+        x = prepare_frame(frame, prep)[0]
+        ours, eager = backend(x) > 0, _eager_logits(model, x) > 0
+        inter, union = inter + np.count_nonzero(ours & eager), union + np.count_nonzero(ours | eager)
+    return inter / max(union, 1)
+
+
+EXPORTERS = {"torchscript": export_torchscript, "onnx": export_onnx, "smp": export_smp, "half": export_half}
+
+
+def _eager_logits(model: nn.Module, x: np.ndarray) -> np.ndarray:
+    with torch.no_grad():
+        return model(torch.from_numpy(x)).float().numpy()
+
+
+def verify(model: nn.Module, path: Path, fmt: str, sizes, seed: int = 0) -> float:
+    """Max |exported - eager| over random inputs at the given sizes; raise above tolerance."""
+    backend = load_backend(path, "torch" if fmt == "half" else fmt, device="cpu")
+    rng = np.random.default_rng(seed)
+    worst, largest = 0.0, 1.0
+    for h, w in sizes:
+        x = rng.standard_normal((2, 3, h, w), dtype=np.float32)
+        eager = _eager_logits(model, x)
+        worst, largest = max(worst, float(np.abs(backend(x) - eager).max())), max(largest, float(np.abs(eager).max()))
+    tolerance = HALF_TOLERANCE * largest if fmt == "half" else PARITY_TOLERANCE
+    if worst > tolerance:
+        raise RuntimeError(f"{path}: output differs from the eager model by {worst:.2e} (> {tolerance:g})")
+    return worst
+
+
+def export_all(
+    model: nn.Module,
+    info: ModelInfo,
+    out_dir: Path,
+    stem: str,
+    formats,
+    opset: int = 17,
+    dynamo: bool = False,
+    calibration: list[np.ndarray] | None = None,
+    check_frames: list[np.ndarray] | None = None,
+) -> dict:
+    """Write each format as out_dir/<stem><suffix>, verify it, return {format: {path, check...}}.
+
+    int8 needs `calibration` frames and is checked by mask agreement (IoU with the fp32 masks) on
+    `check_frames` (other photos than the calibration's), at least INT8_MIN_AGREEMENT.
+    """
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown:
+        raise UserError(f"--formats: unknown {', '.join(unknown)}; expected some of {', '.join(FORMATS)}")
+    model = model.float().eval().cpu()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    sizes = check_sizes(info.prep)
+
+    def made(fmt: str, tmp: Path) -> dict:
+        """One format written at `tmp` and read back; the check's numbers."""
+        if fmt == "int8":
+            export_int8(model, info, tmp, calibration or [])
+            frames = check_frames or calibration
+            return {"mask_agreement": check_int8(model, tmp, frames, info.prep), "frames": len(frames)}
+        if fmt == "onnx":
+            export_onnx(model, info, tmp, opset=opset, dynamo=dynamo)
+        else:
+            EXPORTERS[fmt](model, info, tmp)
+        return {"max_abs_diff": verify(model, tmp, fmt, sizes), "sizes": sizes}
+
+    results = {}
+    for fmt in formats:
+        # written and checked under a temporary name, renamed only once it passed: a failed or
+        # short write (a full disk) leaves whatever file was there before
+        path = out_dir / f"{stem}{SUFFIXES[fmt]}"
+        results[fmt] = {"path": str(path)} | write_atomic(path, partial(made, fmt))
+    return results
+
+
+def check_int8(model: nn.Module, path: Path, frames: list[np.ndarray], prep: Preprocess) -> float:
+    agreement = mask_agreement(model, path, frames, prep)
+    if agreement < INT8_MIN_AGREEMENT:
+        raise RuntimeError(f"{path}: its masks agree with fp32's by IoU {agreement:.4f} (< {INT8_MIN_AGREEMENT})")
+    return agreement

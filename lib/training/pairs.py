@@ -1,0 +1,350 @@
+"""Pairs of person photos and masks, read from the layouts people's datasets come in.
+
+Two layouts, detected from the root folder:
+- AISegment (Matting Human Datasets): clip_img/<group>/clip_<sub>/<name>.jpg with its matte at
+  matting/<group>/matting_<sub>/<name>.png; the person is the PNG's alpha channel.
+- folder: images/<name>.<jpg|png|webp|...> with masks/<name>.<png|...>, matched by the path
+  below images/ and masks/ without its suffix; masks single-channel (0/255 or 0/1) or RGBA.
+  An optional ignore/<name>.png marks unknown pixels (nonzero: neither person nor background,
+  e.g. bystanders nobody labelled): the loss and every score leave them out.
+
+Bad files are found before training starts, from file headers (cheap: no decoding), and
+reported once; the run stops only when nothing usable is left.
+"""
+
+import os
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from lib.live.errors import UserError
+from lib.live.preprocess import IMAGE_SUFFIXES  # noqa: F401  (defined with no PIL import: the live path reads it)
+
+SPLIT_NAMES = ("train", "val", "test")
+IGNORE = 255  # the value of an unknown pixel in a target (read_target): 0 background, 1 person
+MIN_SIDE = 32  # the encoders downsample 5 times: a smaller photo has no pixel left at the bottom
+EXIF_ORIENTATION = 0x0112
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One photo and its person mask; paths relative to the data root they came from."""
+
+    root: str
+    image: str
+    mask: str
+    layout: str  # "aisegment" or "folder"
+    ignore: str = ""  # ignore/<name>.png of a folder-layout root, or "" when the photo has none
+
+    @property
+    def image_path(self) -> Path:
+        return Path(self.root) / self.image
+
+    @property
+    def mask_path(self) -> Path:
+        return Path(self.root) / self.mask
+
+    @property
+    def ignore_path(self) -> Path | None:
+        return Path(self.root) / self.ignore if self.ignore else None
+
+
+@dataclass
+class Scan:
+    """What a data root holds: usable pairs, and everything that was left out and why."""
+
+    root: str
+    layout: str
+    pairs: list[Pair]
+    unpaired_images: list[str]
+    unpaired_masks: list[str]
+    bad: list[str]  # "path: reason"
+
+    def report(self, examples: int = 3) -> str:
+        """One paragraph for the log; empty when nothing was left out."""
+        lines = []
+        for what, items in (
+            ("images without a mask", self.unpaired_images),
+            ("masks without an image", self.unpaired_masks),
+            ("unusable pairs", self.bad),
+        ):
+            if items:
+                shown = "; ".join(items[:examples]) + ("; ..." if len(items) > examples else "")
+                lines.append(f"  {len(items)} {what} left out (e.g. {shown})")
+        if not lines:
+            return ""
+        return f"{self.root} ({self.layout} layout, {len(self.pairs)} pairs used):\n" + "\n".join(lines)
+
+
+def pairs_under(roots: list[str], flag: str = "--data") -> list[Pair]:
+    """Every usable pair under these roots (what was left out reported once per root)."""
+    pairs = []
+    for root in roots:
+        scan = scan_root(root)
+        if scan.report():
+            print(scan.report())
+        pairs += scan.pairs
+    if not pairs:
+        raise UserError(f"{flag} {' '.join(map(str, roots))}: no usable image/mask pairs found")
+    return pairs
+
+
+def detect_layout(root: Path) -> str:
+    if not root.exists():
+        where = "" if root.is_absolute() else f" (looked for {root.resolve()}: relative to the working directory)"
+        raise UserError(f"data root {root} does not exist{where}")
+    if not root.is_dir():
+        raise UserError(f"data root {root} is a file; expected a folder")
+    if (root / "clip_img").is_dir() and (root / "matting").is_dir():
+        return "aisegment"
+    if (root / "images").is_dir() and (root / "masks").is_dir():
+        return "folder"
+    found = sorted(p.name + "/" for p in root.iterdir() if p.is_dir())[:8]
+    raise UserError(
+        f"data root {root}: expected clip_img/ and matting/ (AISegment layout) or images/ and "
+        f"masks/ (folder layout); found {found or 'no folders'}"
+    )
+
+
+def _files_by_key(folder: Path, suffixes: Sequence[str], key) -> tuple[dict, list[str]]:
+    """Map key(path) -> path for files with the given suffixes; a key seen twice is ambiguous."""
+    found, duplicates = {}, []
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames.sort()
+        for name in sorted(filenames):
+            path = Path(dirpath) / name
+            if path.suffix.lower() not in suffixes or name.startswith("."):
+                continue
+            k = key(path)
+            if k is None:
+                continue
+            if k in found:
+                duplicates.append(f"{path}: same name as {found[k]}")
+            else:
+                found[k] = path
+    return found, duplicates
+
+
+def _aisegment_key(kind: str):
+    # clip_img/<group>/clip_<sub>/<name>.jpg  <->  matting/<group>/matting_<sub>/<name>.png
+    def key(path: Path):
+        group, sub = path.parent.parent.name, path.parent.name
+        prefix = f"{kind}_"
+        if not sub.startswith(prefix):
+            return None
+        return (group, sub[len(prefix) :], path.stem)
+
+    return key
+
+
+def scan_root(root: str | Path, check: bool = True) -> Scan:
+    """Find every photo/mask pair under `root`; with `check`, leave out the unusable ones."""
+    layout = detect_layout(Path(root))
+    root = Path(root).resolve()  # pairs and split lists hold absolute paths: they work from any directory
+    if layout == "aisegment":
+        images, dup_i = _files_by_key(root / "clip_img", IMAGE_SUFFIXES, _aisegment_key("clip"))
+        masks, dup_m = _files_by_key(root / "matting", (".png",), _aisegment_key("matting"))
+    else:
+        images, dup_i = _files_by_key(
+            root / "images", IMAGE_SUFFIXES, lambda p: p.relative_to(root / "images").with_suffix("")
+        )
+        masks, dup_m = _files_by_key(
+            root / "masks", IMAGE_SUFFIXES, lambda p: p.relative_to(root / "masks").with_suffix("")
+        )
+    rel = lambda p: str(p.relative_to(root))  # noqa: E731
+    ignores = {}
+    if layout == "folder" and (root / "ignore").is_dir():
+        ignores, _ = _files_by_key(
+            root / "ignore", IMAGE_SUFFIXES, lambda p: p.relative_to(root / "ignore").with_suffix("")
+        )
+    pairs = [
+        Pair(str(root), rel(images[k]), rel(masks[k]), layout, rel(ignores[k]) if k in ignores else "")
+        for k in images
+        if k in masks
+    ]
+    scan = Scan(
+        root=str(root),
+        layout=layout,
+        pairs=pairs,
+        unpaired_images=[rel(images[k]) for k in images if k not in masks],
+        unpaired_masks=[rel(masks[k]) for k in masks if k not in images],
+        bad=dup_i + dup_m,
+    )
+    if check:
+        good = []
+        for pair in pairs:
+            reason = check_pair(pair)
+            if reason:
+                scan.bad.append(reason)
+            else:
+                good.append(pair)
+        scan.pairs = good
+    return scan
+
+
+def _looks_truncated(path: Path, fmt: str) -> bool:
+    """A cut-off download still has a valid header; its end marker is what goes missing."""
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        f.seek(max(0, size - 4096))
+        tail = f.read()
+    if fmt == "JPEG":
+        return b"\xff\xd9" not in tail
+    if fmt == "PNG":
+        return b"IEND" not in tail[-64:]
+    return False
+
+
+def _has_alpha(im: Image.Image) -> bool:
+    return im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info)
+
+
+def decoded_size(im: Image.Image) -> tuple[int, int]:
+    """(width, height) as read_image decodes the photo: OpenCV turns it upright by its EXIF
+    orientation, so a phone photo stored turned is checked against its mask the way it is read.
+    (Masks are decoded as stored, IMREAD_UNCHANGED, and checked so.)"""
+    turned = im.getexif().get(EXIF_ORIENTATION, 1) in (5, 6, 7, 8)  # a quarter turn: width and height swap
+    return im.size[::-1] if turned else im.size
+
+
+def check_pair(pair: Pair) -> str | None:
+    """Why this pair cannot be used (naming the file), or None. Reads headers only."""
+    sizes = []
+    for path in (pair.image_path, pair.mask_path, *([pair.ignore_path] if pair.ignore else [])):
+        try:
+            with Image.open(path) as im:
+                sizes.append(decoded_size(im) if path == pair.image_path else im.size)
+                fmt, alpha, mode = im.format, _has_alpha(im), im.mode
+        except (OSError, UnidentifiedImageError, ValueError) as error:
+            return f"{path}: not a readable image ({type(error).__name__})"
+        if _looks_truncated(path, fmt):
+            return f"{path}: truncated {fmt} file (no end marker)"
+    if min(sizes[0]) < MIN_SIDE:
+        return f"{pair.image_path}: {sizes[0][0]}x{sizes[0][1]} pixels, smaller than the networks' stride ({MIN_SIDE})"
+    if pair.layout == "aisegment" and not alpha:
+        return (
+            f"{pair.mask_path}: no alpha channel (mode {mode}); AISegment mattes keep the person "
+            "in the 4th (alpha) channel of an RGBA PNG"
+        )
+    for path, size in zip((pair.mask_path, pair.ignore_path), sizes[1:], strict=False):
+        if size != sizes[0]:
+            what = "mask" if path == pair.mask_path else "ignore mask"
+            return f"{path}: {what} is {size[0]}x{size[1]} but its image is {sizes[0][0]}x{sizes[0][1]}"
+    return None
+
+
+def read_image(path: Path) -> np.ndarray:
+    """HxWx3 uint8 RGB."""
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise OSError(f"{path}: not a readable image")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def read_mask(path: Path, layout: str) -> np.ndarray:
+    """HxW uint8 in {0, 1}: 1 where the person is."""
+    raw = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if raw is None:
+        raise OSError(f"{path}: not a readable image")
+    if layout == "aisegment":
+        # Exactly how the AISegment mattes must be read: the alpha channel is the person.
+        if raw.ndim != 3 or raw.shape[2] != 4:
+            raise OSError(f"{path}: expected an RGBA PNG (person in the alpha channel), got shape {raw.shape}")
+        values = raw[:, :, 3]
+    elif raw.ndim == 2:
+        values = raw
+    elif raw.shape[2] == 4:
+        values = raw[:, :, 3]
+    else:
+        values = raw.max(axis=2)  # a coloured mask: any non-black pixel is the person
+    full_scale = np.iinfo(values.dtype).max if values.dtype.kind in "ui" else 1.0
+    if values.max(initial=0) == 1:
+        full_scale = 1  # label maps with person = 1
+    return (values.astype(np.float32) >= full_scale / 2).astype(np.uint8)
+
+
+def read_target(pair: Pair) -> np.ndarray:
+    """HxW uint8: 1 person, 0 background, IGNORE where the pair's ignore mask marks unknown pixels."""
+    target = read_mask(pair.mask_path, pair.layout)
+    if pair.ignore:
+        unknown = cv2.imread(str(pair.ignore_path), cv2.IMREAD_GRAYSCALE)
+        if unknown is None:
+            raise OSError(f"{pair.ignore_path}: not a readable image")
+        if unknown.shape != target.shape:
+            raise OSError(f"{pair.ignore_path}: ignore mask {unknown.shape} differs from its mask's {target.shape}")
+        target[unknown > 0] = IGNORE
+    return target
+
+
+def split_pairs(pairs: list[Pair], split: Sequence[float], seed: int) -> dict[str, list[Pair]]:
+    """Deterministic train/val/test split of one root's pairs.
+
+    `split` is (train, val, test) as counts (the reference's 1360, 120, 120) or as fractions
+    summing to at most 1. Test is taken first, then val, so growing the training set never
+    moves an image into or out of the test set.
+    """
+    if len(split) != 3 or any(s < 0 for s in split):
+        raise UserError(f"make_splits.split={tuple(split)}: expected three non-negative numbers (train, val, test)")
+    n = len(pairs)
+    if all(float(s).is_integer() for s in split) and sum(split) > 1:
+        counts = [int(s) for s in split]
+        if sum(counts) > n:
+            raise UserError(
+                f"make_splits.split={tuple(split)} asks for {sum(counts)} pairs but "
+                f"{pairs[0].root if pairs else 'the data'} has {n}; "
+                "give smaller counts or fractions like (0.8, 0.1, 0.1)"
+            )
+    else:
+        if sum(split) > 1 + 1e-6:
+            raise UserError(f"make_splits.split={tuple(split)}: fractions must sum to at most 1")
+        counts = [round(s * n) for s in split]
+        for i in (1, 2):  # a requested val/test split is never silently empty
+            if split[i] > 0 and counts[i] == 0 and n >= 3:
+                counts[i] = 1
+        counts[0] = min(counts[0], n - counts[1] - counts[2])
+    order = sorted(pairs, key=lambda p: p.image)
+    random.Random(seed).shuffle(order)
+    n_train, n_val, n_test = counts
+    return {
+        "test": order[:n_test],
+        "val": order[n_test : n_test + n_val],
+        "train": order[n_test + n_val : n_test + n_val + n_train],
+    }
+
+
+def write_split(path: Path, pairs: list[Pair]) -> None:
+    lines = ["# root\timage\tmask\tlayout\tignore"] + [
+        f"{p.root}\t{p.image}\t{p.mask}\t{p.layout}\t{p.ignore}" for p in pairs
+    ]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def read_split(path: Path) -> list[Pair]:
+    if not path.is_file():
+        raise UserError(f"split list {path} does not exist (written by train.py into the run folder)")
+    pairs = []
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        fields = line.split("\t")
+        if len(fields) not in (4, 5) or fields[3] not in ("aisegment", "folder"):
+            raise UserError(f"{path}, line {number}: expected root, image, mask, layout (and ignore) separated by tabs")
+        pairs.append(Pair(*fields))
+    missing = [p for p in pairs if not p.image_path.is_file()]
+    if missing:
+        first = missing[0]
+        cause = (
+            f"its paths are relative to the directory train.py ran in (not {Path.cwd()}): run from there"
+            if not Path(first.root).is_absolute()
+            else "the data was moved or deleted"
+        )
+        raise UserError(
+            f"{path} lists {len(missing)} images that are not there (e.g. {first.image_path}): {cause}, "
+            "or pass --data ROOT to score the data where it is now"
+        )
+    return pairs

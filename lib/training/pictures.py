@@ -1,0 +1,76 @@
+"""Pictures for people: prediction grids, error maps and training curves, as PNG files."""
+
+from pathlib import Path
+
+import cv2
+import matplotlib
+
+matplotlib.use("Agg")  # no display on servers and CI
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from lib.live.compose import blend, blurred, soften  # noqa: E402
+
+
+def _gray3(mask: np.ndarray) -> np.ndarray:
+    """A probability or a target as grey; a target's unknown pixels (255) mid-grey with a tint."""
+    m = (np.clip(mask, 0, 1) * 255).astype(np.uint8)
+    out = np.dstack([m, m, m])
+    out[mask == 255] = (110, 90, 140)
+    return out
+
+
+def error_map(prob: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """RGB: grey = correct person, red = false person (fp), blue = missed person (fn), purple =
+    unknown pixels (not scored)."""
+    pred, known, truth = prob > 0.5, truth != 255, truth == 1
+    out = np.zeros((*truth.shape, 3), np.uint8)
+    out[pred & truth] = (170, 170, 170)
+    out[pred & ~truth & known] = (230, 40, 40)
+    out[~pred & truth] = (40, 80, 230)
+    out[~known] = (110, 90, 140)
+    return out
+
+
+def prediction_row(image_rgb: np.ndarray, truth: np.ndarray, prob: np.ndarray, with_errors: bool = False) -> np.ndarray:
+    """image | truth | prediction | blurred-background preview (| error map)."""
+    alpha = soften(prob, image_rgb.shape[:2], feather=0.01)
+    tiles = [image_rgb, _gray3(truth), _gray3(prob), blend(image_rgb, blurred(image_rgb), alpha)]
+    if with_errors:
+        tiles.append(error_map(prob, truth))
+    return np.hstack(tiles)
+
+
+def save_grid(path: Path, rows: list[np.ndarray], titles: list[str] | None = None, row_height: int = 256) -> None:
+    """Stack rows (each resized to one height) into a PNG, with an optional caption per row."""
+    resized = []
+    for i, row in enumerate(rows):
+        scale = row_height / row.shape[0]
+        row = cv2.resize(row, (round(row.shape[1] * scale), row_height), interpolation=cv2.INTER_AREA)
+        if titles:
+            cv2.putText(row, titles[i], (6, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (255, 255, 0), 1, cv2.LINE_AA)
+        resized.append(row)
+    width = max(r.shape[1] for r in resized)
+    resized = [np.pad(r, ((0, 0), (0, width - r.shape[1]), (0, 0))) for r in resized]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), cv2.cvtColor(np.vstack(resized), cv2.COLOR_RGB2BGR))
+
+
+def save_curves(path: Path, history: list[dict]) -> None:
+    """Training loss, validation loss and validation IoU per epoch."""
+    if not history:
+        return
+    epochs = [h["epoch"] for h in history]
+    fig, (ax_loss, ax_iou) = plt.subplots(1, 2, figsize=(10, 3.6))
+    ax_loss.plot(epochs, [h["train_loss"] for h in history], marker="o", label="train")
+    ax_loss.plot(epochs, [h["val_loss"] for h in history], marker="o", label="val")
+    ax_loss.set(xlabel="epoch", ylabel="loss", title="loss")
+    ax_loss.legend()
+    ax_iou.plot(epochs, [h["val_iou"] for h in history], marker="o", color="tab:green")
+    ax_iou.set(xlabel="epoch", ylabel="person IoU", title="validation IoU")
+    for ax in (ax_loss, ax_iou):
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
