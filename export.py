@@ -15,26 +15,9 @@ import lib.training.configurables  # noqa: F401  (checks the training stack, reg
 from lib.live.checks import check_number
 from lib.live.errors import UserError, run_cli
 from lib.live.files import check_writable
-from lib.tools.evaluate import find_run_dir
 from lib.training.export import FORMATS, SUFFIXES, export_all, webcam_like_frames
 from lib.training.model import load_checkpoint
-from lib.training.pairs import scan_root
-from lib.training.run_folder import load_splits
-
-
-def calibration_pairs(ckpt: Path, info, roots: list[str] | None) -> tuple[list, list, str]:
-    """(calibration pairs, check pairs, where from): --calibration-data, else the run's train and val splits."""
-    if roots:
-        pairs = [pair for root in roots for pair in scan_root(root).pairs]
-        return pairs[::2], pairs[1::2], f"--calibration-data {' '.join(roots)}"
-    run_dir = find_run_dir(ckpt, info)
-    if run_dir is None:
-        raise UserError(
-            f"--formats int8: {ckpt} has no run folder to take calibration photos from; "
-            "pass --calibration-data ROOT (photos like those the model will see)"
-        )
-    splits = load_splits(run_dir)
-    return splits["train"], splits["val"] or splits["train"][1::2], f"the train and val splits of {run_dir}"
+from lib.training.provenance import calibration_pairs
 
 
 def main() -> None:

@@ -14,11 +14,12 @@ Needs only requirements-live.txt (ONNX Runtime, OpenCV, numpy, pygame-ce, PyAV) 
 import argparse
 import sys
 
+from lib import ROOT
 from lib.live.compose import MODES
 from lib.live.errors import run_cli
-from lib.live.loop import DEFAULT_MODEL, ROOT, run
+from lib.live.loop import DEFAULT_MODEL, run
 from lib.live.options import Options, refuse_unused
-from lib.live.segmenter import BACKENDS
+from lib.live.segmenter import BACKENDS, missing_package
 
 
 class Parser(argparse.ArgumentParser):
@@ -95,7 +96,17 @@ def parse_options() -> Options:
 
 
 def main() -> None:
-    run(parse_options())
+    options = parse_options()
+    if options.backend not in (None, "onnx") or (options.ckpt and not options.ckpt.lower().endswith(".onnx")):
+        torch_loaders()
+    run(options)
+
+
+def torch_loaders() -> None:
+    """A model file other than .onnx needs torch: the training stack's loaders, where it is installed.
+    Without it (the live-only install), load_segmenter says in one line what is missing."""
+    if missing_package() is None:
+        import lib.training.inference  # noqa: F401  (fills lib.live.segmenter.LOADERS)
 
 
 if __name__ == "__main__":

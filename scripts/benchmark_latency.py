@@ -2,10 +2,10 @@
 
 Two measurements per format, median of --runs after --warmup:
 - model: one tensor at the model's input size (the network alone);
-- frame: one 640x480 BGR frame through lib.training.inference (letterbox, normalise, model, resize back).
+- frame: one 640x480 BGR frame through load_segmenter's Segmenter (letterbox, normalise, model, resize back).
 
-    python scripts/benchmark_latency.py --ckpt experiments/exp1/weights/best.pt
-    python scripts/benchmark_latency.py --arch UnetPlusPlus --encoder resnet18 --input-size 384 288
+    python -m scripts.benchmark_latency --ckpt experiments/exp1/weights/best.pt
+    python -m scripts.benchmark_latency --arch UnetPlusPlus --encoder resnet18 --input-size 384 288
 
 Without --ckpt an untrained model of the given architecture is timed (speed does not depend
 on the weights), and the output says so.
@@ -25,8 +25,9 @@ import torch
 from lib.live.errors import run_cli
 from lib.live.model_info import ModelInfo, ModelSpec
 from lib.live.preprocess import Preprocess
+from lib.live.segmenter import load_segmenter
+from lib.training import inference  # noqa: F401  (fills the loader table: .pt and .ts files too)
 from lib.training.export import export_onnx, export_torchscript
-from lib.training.inference import load_segmenter
 from lib.training.model import count_parameters, create, load_checkpoint, save_checkpoint
 
 

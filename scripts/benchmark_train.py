@@ -4,7 +4,7 @@ The training loop's throughput is bounded by the slower of its two halves, and o
 share the same cores. This prints all three, so a change can be judged where it acts:
 
     python -m scripts.benchmark_train --gin gin/lite.gin --steps 8
-    python -m scripts.benchmark_train --gin gin/lite.gin --gin-param "build_dataloaders.cache_long_side=None"
+    python -m scripts.benchmark_train --gin gin/lite.gin --gin-param "build_dataloaders.cache_dir=None"
     python -m scripts.benchmark_train --gin gin/lite.gin --gin-param "train.channels_last=True" --only model
 
 A good run ends with one line per part, e.g. `both: 10.6 img/s (batch 8, 256x192, 1 workers, 2 threads,
@@ -20,6 +20,8 @@ import torch
 
 import lib.training.configurables  # noqa: F401  (checks the training stack, registers every gin configurable)
 import lib.training.data
+import lib.training.losses
+import lib.training.model
 from lib.live.errors import run_cli
 from lib.training.config import parse
 

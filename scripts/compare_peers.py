@@ -23,7 +23,7 @@ from lib.live.errors import UserError, run_cli
 from lib.tools.compare import compare
 from lib.tools.peers import PEER_FILES as PEERS
 from lib.training.copy_paste import plate_split
-from lib.training.pairs import SPLIT_NAMES
+from lib.training.splits import SPLIT_NAMES
 
 
 def main(argv: list[str] | None = None) -> None:

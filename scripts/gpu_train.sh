@@ -64,9 +64,10 @@ for recipe in $RECIPES; do
     $PY - "$run" "$root" <<'PY'
 import sys
 from pathlib import Path
-from lib.tools.evaluate import score
-from lib.training.inference import load_segmenter
-from lib.training.pairs import read_split
+import lib.training.inference  # the torch loaders: .pt files too
+from lib.live.segmenter import load_segmenter
+from lib.training.scoring import score
+from lib.training.splits import read_split
 run, root = Path(sys.argv[1]), sys.argv[2]
 pairs = [p for p in read_split(run / "splits" / "test.tsv") if p.root == root]
 for path in (run / "weights" / "best.pt", run / "weights" / "best.onnx"):

@@ -23,8 +23,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+import lib.training.inference  # noqa: F401  (fills the loader table: .pt and .ts model files too)
 from lib.live.errors import UserError, run_cli
-from lib.live.preprocess import IMAGE_SUFFIXES
+from lib.live.preprocess import IMAGE_SUFFIXES, to_rgb
 from lib.live.segmenter import load_segmenter
 from lib.tools.label_boxes import (
     Agreement,
@@ -92,7 +93,7 @@ def box_reader(args):
 
 def overlay(photo_bgr, mask, unknown, boxes) -> np.ndarray:
     """RGB: person tinted green, unknown tinted magenta, boxes yellow (crowds orange)."""
-    rgb = cv2.cvtColor(photo_bgr, cv2.COLOR_BGR2RGB).astype(np.float32)
+    rgb = to_rgb(photo_bgr).astype(np.float32)
     rgb[mask > 0] = rgb[mask > 0] * 0.45 + np.float32((40, 220, 60)) * 0.55
     rgb[unknown] = rgb[unknown] * 0.45 + np.float32((220, 40, 220)) * 0.55
     out = rgb.astype(np.uint8)

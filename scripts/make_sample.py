@@ -4,7 +4,7 @@
 layout, every k-th file in name order, downscaled by 2 and re-encoded, so a fresh clone can run
 gin/smoke.gin and the tests on real pixels.
 
-    python scripts/make_sample.py --pfcn ../shared/data/pfcn_aisegment --ccp ../shared/data/ccp
+    python -m scripts.make_sample --pfcn ../shared/data/pfcn_aisegment --ccp ../shared/data/ccp
 """
 
 import argparse

@@ -13,14 +13,13 @@ import argparse
 from pathlib import Path
 
 import lib.training.configurables  # noqa: F401  (checks the training stack, registers every gin configurable)
+from lib import ROOT
 from lib.live.errors import UserError, run_cli
 from lib.live.model_info import ModelInfo
-from lib.tools.evaluate import find_run_dir
-from lib.training.config import ROOT
-from lib.training.data import DataRecipe, recipe_bindings
+from lib.training.data import recipe_of_files
 from lib.training.export import export_all, webcam_like_frames
 from lib.training.model import load_checkpoint
-from lib.training.run_folder import load_splits
+from lib.training.provenance import run_splits
 
 
 def main() -> None:
@@ -38,13 +37,12 @@ def main() -> None:
     if any(t.exists() for t in targets) and not args.replace:
         raise UserError(f"--out {out}: {args.name}.* exist already; pass --replace to ship a better model over them")
     model, info = load_checkpoint(args.ckpt)
-    run_dir = find_run_dir(Path(args.ckpt), info)
+    run_dir, splits = run_splits(Path(args.ckpt), info)
     if run_dir is None:
         raise UserError(f"--ckpt {args.ckpt}: its run folder (for the calibration photos) is not found")
-    splits = load_splits(run_dir)
     meta = {k: v for k, v in info.meta.items() if k != "run_dir"} | {"recipe": args.recipe, "run": run_dir.name}
     # the data it trained on as plain values (runs record it; older ones take the recipe's)
-    meta.setdefault("data", DataRecipe(**recipe_bindings([str(ROOT / args.recipe)])).to_dict())
+    meta.setdefault("data", recipe_of_files([str(ROOT / args.recipe)]).to_dict())
     shipped = ModelInfo(info.spec, info.prep, meta)
     calibration, check = webcam_like_frames(splits["train"], 64), webcam_like_frames(splits["val"], 32)
     out.mkdir(parents=True, exist_ok=True)

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 import torch
-from conftest import ROOT, TINY_MODEL
+from helpers import ROOT, TINY_MODEL
 
 from lib.live.errors import UserError
 from lib.live.model_info import ModelInfo, ModelSpec

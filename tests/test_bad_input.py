@@ -24,9 +24,8 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from conftest import ROOT, draw_pair, make_aisegment, make_folder
+from helpers import ROOT, TINY, draw_pair, make_aisegment, make_folder, outcome, reset
 from PIL import Image
-from test_train import TINY, reset
 
 import lib
 from lib.training.config import parse
@@ -344,7 +343,6 @@ def test_a_failed_checkpoint_save_leaves_the_last_good_one_to_resume(tmp_path, m
     reset()
     parse([SMOKE], list(bindings))
     straight = lib.training.train.train()
-    from test_train import outcome
 
     assert outcome(run_dir) == outcome(straight)
 

@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from conftest import make_folder
+from helpers import make_folder
 
 import lib.training.data
 from lib.live.errors import UserError
@@ -19,8 +19,9 @@ from lib.training.data import (
     make_splits,
     read_pair,
 )
-from lib.training.pairs import read_mask, scan_root, split_pairs
+from lib.training.pairs import read_mask, scan_root
 from lib.training.run_folder import load_splits, save_splits
+from lib.training.splits import split_pairs
 from lib.training.transforms import EvalTransform, TrainTransform
 
 

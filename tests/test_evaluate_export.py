@@ -9,14 +9,15 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from conftest import ROOT, draw_pair
+from helpers import ROOT, draw_pair
 
 from lib.live.errors import UserError
 from lib.live.model_info import ModelInfo, ModelSpec
 from lib.live.preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocess
+from lib.live.segmenter import load_segmenter
 from lib.tools.evaluate import evaluate
 from lib.training.export import export_all, export_onnx, export_torchscript, verify
-from lib.training.inference import load_segmenter, read_info
+from lib.training.inference import read_info
 from lib.training.model import load_checkpoint
 
 

@@ -9,15 +9,9 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from tests.test_video_out import make_talk, streams
+from helpers import TRAINING_STACK, make_talk, streams
 
 ROOT = Path(__file__).resolve().parents[1]
-TRAINING_STACK = (
-    "torch", "torchvision", "segmentation_models_pytorch", "timm", "accelerate", "albumentations", "albucore",
-    "matplotlib", "onnx", "onnxscript", "tensorboard", "wandb", "tqdm", "PIL", "scipy", "gin",
-)  # fmt: skip
-
 BLOCKER = f"""
 import importlib.abc, importlib.machinery, os
 BLOCKED = {TRAINING_STACK!r}

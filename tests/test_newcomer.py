@@ -9,8 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, make_aisegment, make_folder
-from test_train import bindings, reset, train
+from helpers import ROOT, bindings, make_aisegment, make_folder, reset, train
 
 from lib.live.errors import UserError
 from lib.live.sinks import open_sink
@@ -135,7 +134,7 @@ def test_a_moved_model_keeps_its_pictures_to_itself(tmp_path, data, capsys):
 
 
 def test_split_lists_written_elsewhere_name_the_real_cause(tmp_path):
-    from lib.training.pairs import read_split
+    from lib.training.splits import read_split
 
     (tmp_path / "test.tsv").write_text("# root\timage\tmask\tlayout\nrelative/root\ta.jpg\ta.png\tfolder\n")
     with pytest.raises(UserError, match="relative to the directory train.py ran in"):

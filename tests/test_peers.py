@@ -10,7 +10,7 @@ import sys
 import cv2
 import numpy as np
 import pytest
-from conftest import ROOT
+from helpers import ROOT
 
 from lib.live.errors import UserError
 from lib.tools.compare import select_photos

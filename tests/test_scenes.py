@@ -8,17 +8,18 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from conftest import make_aisegment, make_folder
+from helpers import make_aisegment, make_folder
 
 import lib
 from lib.live.preprocess import Preprocess
-from lib.tools.evaluate import false_person, score
 from lib.training import metrics
 from lib.training.config import parse
 from lib.training.copy_paste import SceneComposer, cut_person, match_colour, plate_split, turn
 from lib.training.data import EpochSampler, SegmentationDataset, build_dataloaders, decode_key, make_splits, read_pair
 from lib.training.losses import build_loss
-from lib.training.pairs import IGNORE, read_split, read_target, scan_root, write_split
+from lib.training.pairs import IGNORE, read_target, scan_root
+from lib.training.scoring import false_person, score
+from lib.training.splits import read_split, write_split
 from lib.training.transforms import TrainTransform
 
 

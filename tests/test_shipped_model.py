@@ -18,12 +18,12 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from conftest import ROOT
+from helpers import ROOT
 
+from lib.live.segmenter import load_segmenter
 from lib.tools.evaluate import evaluate
 from lib.training.copy_paste import blend_in, cut_person
 from lib.training.export import export_onnx
-from lib.training.inference import load_segmenter
 from lib.training.model import build_model, create, read_checkpoint
 from lib.training.pairs import pairs_under, read_mask
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import gin
 import pytest
 import torch
-from conftest import ROOT, make_aisegment, make_folder
+from helpers import ROOT, bindings, make_aisegment, make_folder, outcome, reset, train
 
 import lib
 from lib.live.errors import UserError
@@ -19,42 +19,10 @@ from lib.training import run_folder
 from lib.training.config import parse, parse_for_resume
 from lib.training.model import read_checkpoint
 
-TINY = [
-    "build_model.arch = 'Unet'",
-    "build_model.encoder_name = 'resnet18'",
-    "build_model.encoder_weights = None",
-    "build_model.model_kwargs = {'decoder_channels': (16, 16, 8, 8, 8)}",
-    "build_dataloaders.input_size = (64, 64)",
-    "build_dataloaders.batch_size = 2",
-    "build_dataloaders.num_workers = 0",
-    "make_splits.split = (0.5, 0.25, 0.25)",
-    "train.log_with = ()",
-    "train.export_formats = ()",
-    "train.warmup_steps = 2",
-]
-
-
-def bindings(tmp_path: Path, roots: list[Path], *extra: str) -> list[str]:
-    roots = [str(r) for r in roots]
-    return [*TINY, f"make_splits.roots = {roots!r}", f"train.run_root = '{tmp_path / 'exps'}'", *extra]
-
-
-def train(tmp_path, roots, *extra, gin_files=()):
-    parse(list(gin_files), bindings(tmp_path, roots, *extra))
-    return lib.training.train.train()
-
 
 def writer_pids(run_dir: Path) -> set[str]:
     """TensorBoard event files are named events.out.tfevents.<time>.<host>.<pid>.<n>."""
     return {p.name.split(".")[-2] for p in (run_dir / "logs").rglob("events.out.tfevents*")}
-
-
-def reset():
-    from accelerate.state import AcceleratorState, PartialState
-
-    gin.clear_config()
-    AcceleratorState._reset_state(True)
-    PartialState._reset_state()
 
 
 @pytest.fixture
@@ -148,6 +116,16 @@ def test_a_resumed_runs_config_starts_a_new_run_when_reused(tmp_path, data, monk
         parse([], ["train.resume = 'experiments/exp1'"])
 
 
+def test_a_stop_request_asks_once_and_puts_the_handlers_back():
+    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    with lib.training.train.StopRequest() as stop:
+        assert signal.getsignal(signal.SIGINT) == stop._handle
+        os.kill(os.getpid(), signal.SIGTERM)  # the first signal asks; the step finishes
+        time.sleep(0.01)
+        assert stop.requested
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
+
+
 def test_loader_arguments_the_loop_passes_cannot_be_bound():
     for binding in ("build_dataloaders.seed = 3", "build_dataloaders.splits = {}"):
         with pytest.raises(UserError, match="build_dataloaders"):
@@ -168,6 +146,12 @@ class StopAfter:
             def requested(self):
                 outer.n -= 1
                 return outer.n < 0
+
+            def __enter__(self):
+                return self
+
+            def __exit__(self, *exc):
+                pass
 
         return Stop()
 
@@ -192,14 +176,6 @@ def test_interrupt_then_resume_equals_an_uninterrupted_run(tmp_path, data, monke
     history_a = json.loads((straight / "metrics.json").read_text())["history"]
     history_b = json.loads((interrupted / "metrics.json").read_text())["history"]
     assert [h["val_iou"] for h in history_a] == pytest.approx([h["val_iou"] for h in history_b], abs=1e-6)
-
-
-def outcome(run_dir: Path) -> dict:
-    """What a run ends with, less its timings: history, best epoch, test scores."""
-    results = json.loads((run_dir / "metrics.json").read_text())
-    history = [{k: v for k, v in h.items() if k != "images_per_s"} for h in results["history"]]
-    test = {k: v for k, v in results["test"].items() if k != "by_root"}
-    return {"steps": results["steps"], "history": history, "best": results["best"], "test": test}
 
 
 def stopped_and_resumed(tmp_path, data, monkeypatch, stop_at: int, *steps: str) -> Path:

@@ -7,49 +7,10 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+from helpers import FPS, SECONDS, bright_segmenter, make_talk, streams
 
 from lib.live.loop import Options, run
 from lib.live.sources import CaptureSource
-from tests.test_webcam import bright_segmenter
-
-W, H, FPS, SECONDS, RATE = 160, 120, 15, 2.0, 16000
-
-
-def make_talk(path: Path, seconds: float = SECONDS) -> Path:
-    """H.264 video (a bright ellipse moving over noise) with an AAC 440 Hz tone, as a phone records."""
-    rng = np.random.default_rng(0)
-    with av.open(str(path), "w") as out:
-        video = out.add_stream("libx264", rate=FPS)
-        video.width, video.height, video.pix_fmt = W, H, "yuv420p"
-        audio = out.add_stream("aac", rate=RATE)
-        audio.layout = "mono"
-        for i in range(round(seconds * FPS)):
-            frame = rng.integers(0, 60, (H, W, 3), dtype=np.uint8)
-            frame[30:90, 50 + 2 * i % 40 : 90 + 2 * i % 40] = 220
-            for packet in video.encode(av.VideoFrame.from_ndarray(frame, format="bgr24")):
-                out.mux(packet)
-        tone = (0.3 * np.sin(2 * np.pi * 440 * np.arange(int(RATE * seconds)) / RATE)).astype(np.float32)
-        for start in range(0, tone.size, 1024):
-            chunk = av.AudioFrame.from_ndarray(tone[None, start : start + 1024].copy(), format="fltp", layout="mono")
-            chunk.rate, chunk.pts = RATE, start
-            for packet in audio.encode(chunk):
-                out.mux(packet)
-        for stream in (video, audio):
-            for packet in stream.encode(None):
-                out.mux(packet)
-    return path
-
-
-def streams(path: Path) -> dict[str, tuple[str, float]]:
-    """type -> (codec, seconds), from the packets themselves."""
-    found = {}
-    with av.open(str(path)) as container:
-        for stream in container.streams:
-            spans = [(p.pts, p.pts + (p.duration or 0)) for p in container.demux(stream) if p.pts is not None]
-            container.seek(0)
-            start, end = min(s for s, _ in spans), max(e for _, e in spans)  # a container may shift a stream
-            found[stream.type] = (stream.codec_context.name, float((end - start) * stream.time_base))
-    return found
 
 
 @pytest.fixture(scope="module")

@@ -10,25 +10,22 @@ import re
 import subprocess
 import sys
 import types
-import zlib
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+from helpers import bright_segmenter
 
 import lib.live.loop as webcam
 from lib.live.errors import UserError
 from lib.live.loop import Options, run
-from lib.live.model_info import ModelInfo, ModelSpec
-from lib.live.preprocess import Preprocess
+from lib.live.segmenter import load_segmenter
 from lib.live.sinks import DisplayUnavailable
 from lib.live.sources import CaptureSource, SourceLost, open_source
-from lib.training.inference import Segmenter, load_segmenter
 
 ROOT = Path(__file__).resolve().parents[1]
 W, H, N = 160, 120, 12
-INFO = ModelInfo(ModelSpec("fixture", "none"), Preprocess(input_size=(128, 96)))
 
 
 def draw_frame(i: int, rng) -> tuple[np.ndarray, np.ndarray]:
@@ -49,21 +46,6 @@ def clip(tmp_path_factory) -> tuple[Path, list[np.ndarray], list[np.ndarray]]:
         writer.write(frame)
     writer.release()
     return path, list(frames), list(masks)
-
-
-def bright_segmenter(noise: float = 0.0, fail_at: int | None = None, scale: float = 8.0) -> Segmenter:
-    """Person = bright pixels, as logits (sure ones for a large scale); optional noise; counts its calls."""
-
-    def backend(x: np.ndarray) -> np.ndarray:
-        backend.calls += 1
-        if fail_at is not None and backend.calls >= fail_at:
-            raise RuntimeError("model failed")
-        logits = (x[:, :1] - 0.5) * scale
-        rng = np.random.default_rng(zlib.crc32(x.tobytes()))  # the same noise for the same frame, in any thread
-        return logits + rng.normal(0, noise, logits.shape).astype(np.float32) if noise else logits
-
-    backend.calls = 0
-    return Segmenter(backend, INFO, name="bright")
 
 
 def read_video(path: Path) -> list[np.ndarray]:
@@ -213,7 +195,7 @@ def test_camera_lost_mid_stream_keeps_a_finished_recording(tmp_path, clip, pipel
     # a live source keeps only its newest frame, so frames the loop was too slow for are dropped
     stats = lost.value.stats
     assert len(read_video(out)) == stats.frames and stats.frames + stats.dropped == N
-    assert not list(tmp_path.glob(".*partial*"))
+    assert not list(tmp_path.glob(".*"))  # no temporary file left beside it
 
 
 def test_failure_leaves_no_half_written_output(tmp_path, clip):

@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 
 MODES = ("blur", "replace", "mask", "alpha")
+SHARPEN = 3.0  # the matte's slope around 0.5: the model's soft margin is wider than a real hair line
 
 
 def matte(prob: np.ndarray, feather: float = 0.02) -> np.ndarray:
@@ -17,7 +18,7 @@ def matte(prob: np.ndarray, feather: float = 0.02) -> np.ndarray:
     Sharpened around 0.5 first (the model's soft margin is wider than a real hair line), then
     blurred a little, so the cut-out neither halos nor looks pasted on.
     """
-    alpha = np.clip((prob - 0.5) * 3.0 + 0.5, 0.0, 1.0).astype(np.float32)
+    alpha = np.clip((prob - 0.5) * SHARPEN + 0.5, 0.0, 1.0).astype(np.float32)
     if feather > 0:
         k = int(round(feather * min(alpha.shape[:2]))) * 2 + 1
         if k >= 3:
@@ -124,6 +125,13 @@ def guided_upsample(
     return q
 
 
+def refined(prob: np.ndarray, frame_bgr: np.ndarray, sharpen: bool = False, buffers: Buffers | None = None):
+    """--refine, in one place for webcam.py and evaluate.py: a model-sized probability scaled up to
+    the frame along the frame's own edges (guided_upsample). sharpen: matte()'s slope folded in, so
+    the result is the alpha itself (the compositor's use), at no cost at full size."""
+    return guided_upsample(prob, frame_bgr, gain=SHARPEN if sharpen else 1.0, buffers=buffers)
+
+
 def blend(frame: np.ndarray, background: np.ndarray, alpha: np.ndarray, buffers: Buffers | None = None) -> np.ndarray:
     """frame where alpha is 1, background where it is 0 (one OpenCV pass, ~0.6 ms at 640x480)."""
     alpha = np.ascontiguousarray(alpha, dtype=np.float32)
@@ -169,7 +177,7 @@ class Compositor:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         self.mode, self.blur_strength, self.feather, self.color = mode, blur_strength, feather, color
-        self.refine = refine  # the outline scaled up along the frame's edges (guided_upsample)
+        self.refine = refine  # the outline scaled up along the frame's edges (refined())
         self.buffers = Buffers()  # one stream, one frame at a time: full-size work arrays are reused
 
     def __call__(self, frame: np.ndarray, prob: np.ndarray, background: np.ndarray | None = None) -> np.ndarray:
@@ -177,7 +185,7 @@ class Compositor:
         full = frame.shape[:2]
         if self.refine:  # a crisp outline: sharpened as matte() does, along the frame's edges
             small = matte(prob, 0.0)
-            alpha = guided_upsample(prob, frame, gain=3.0, buffers=self.buffers)
+            alpha = refined(prob, frame, sharpen=True, buffers=self.buffers)
         else:
             small = matte(prob, self.feather)
             alpha = small

@@ -1,6 +1,8 @@
-"""All-or-nothing writes: a file is written under a temporary name beside it and renamed when
-complete, so a full disk, a read-only folder or a kill never leaves half a file, and never
-replaces a good one with a broken one. A failed write says which path and why in one line."""
+"""All-or-nothing writes, for every file the project writes (model files, run folders, json, the
+webcam's videos and images): a file or folder is written under a temporary name beside it and
+renamed when complete, so a full disk, a read-only folder or a kill never leaves half of one, and
+never replaces a good one with a broken one. A failed write says which path and why in one line,
+in the words of `cause`; a folder is checked for writing before any expensive work."""
 
 import errno
 import os
@@ -24,14 +26,17 @@ class WriteFailed(UserError):
     """A write that could not complete; what was there before is kept."""
 
 
-def cause(error: OSError) -> str:
-    name = errno.errorcode.get(error.errno or 0, "")
-    return f"{CAUSES.get(error.errno, error.strerror or type(error).__name__)}" + (f" ({name})" if name else "")
+def cause(error: Exception) -> str:
+    """Why a write failed, in one wording everywhere: 'no space left on the disk (ENOSPC)'."""
+    code = getattr(error, "errno", None)
+    name = errno.errorcode.get(code, "") if isinstance(code, int) else ""
+    words = CAUSES.get(code) or getattr(error, "strerror", None) or str(error) or type(error).__name__
+    return words + (f" ({name})" if name else "")
 
 
 def temp_sibling(path: Path) -> Path:
     """`.<name>.tmp<suffix>` beside `path`: same folder (so the rename is atomic), same suffix (so
-    loaders that go by the suffix can read it back before it is renamed)."""
+    loaders and encoders that go by the suffix treat it as the file it becomes)."""
     return path.with_name(f".{path.stem}.tmp{path.suffix}")
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from lib import ROOT
 from lib.live.compose import MODES, Compositor, TemporalSmoother
 from lib.live.errors import UserError
 from lib.live.options import BLUR_RANGE, Options, validate
@@ -27,7 +28,6 @@ from lib.live.stats import Stats
 from lib.live.stream import Prefetch, Writer, timed_frames
 from lib.live.window import Display
 
-ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_MODEL = ROOT / "models" / "lite_int8.onnx"  # the shipped model, int8: 70 FPS here (models/README.md)
 
 

@@ -1,10 +1,10 @@
 """webcam.py's settings (Options) and their checks: every number in its range, no option that does
 nothing in the chosen mode, one line naming the flag for each mistake."""
 
-import math
 import re
 from dataclasses import dataclass
 
+from lib.live.checks import check_number
 from lib.live.compose import MODES
 from lib.live.errors import UserError
 
@@ -59,11 +59,8 @@ class Options:
 
 def check_ranges(opts: Options) -> None:
     for name, (flag, low, high, what) in RANGES.items():
-        value = getattr(opts, name)
-        if value is None:
-            continue
-        if not (isinstance(value, int | float) and math.isfinite(value) and low <= value <= high):
-            raise UserError(f"{flag} {value}: expected {_span(low, high)} ({what})")
+        wanted = f"{_span(low, high)} ({what})"
+        check_number(flag, getattr(opts, name), low=low, high=high, optional=True, expected=wanted, typed=True)
     if opts.camera_size is not None:
         width, height = opts.camera_size
         if not all(SIZE_RANGE[0] <= v <= SIZE_RANGE[1] for v in (width, height)):

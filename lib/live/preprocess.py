@@ -16,6 +16,24 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")  # photos, masks and frames alike
 
 
+# Colour order, decided here once: frames and photos are BGR as OpenCV decodes them, and so is what
+# every segmenter takes; the network's input, the training side's augmentation and pictures are RGB.
+def read_frame(path) -> np.ndarray:
+    """A photo as the segmenters take it: HxWx3 uint8 BGR; OSError naming the file when unreadable."""
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise OSError(f"{path}: not a readable image")
+    return image
+
+
+def to_rgb(image_bgr: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(image_bgr, cv2.COLOR_BGR2RGB)
+
+
+def to_bgr(image_rgb: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(image_rgb, cv2.COLOR_RGB2BGR)
+
+
 @dataclass(frozen=True)
 class Preprocess:
     """What a checkpoint needs to say about its input, so nobody has to type it again."""
@@ -103,8 +121,7 @@ def prepare_frame(frame_bgr: np.ndarray, prep: Preprocess) -> tuple[np.ndarray, 
         raise ValueError(f"expected an HxWx3 uint8 BGR frame, got {frame_bgr.dtype} {frame_bgr.shape}")
     box = prep.box_for(*frame_bgr.shape[:2])
     padded, placement = letterbox(frame_bgr, box, prep.stride, pad_to_box=False)
-    rgb = cv2.cvtColor(padded, cv2.COLOR_BGR2RGB)
-    return normalize(rgb, prep.mean, prep.std)[None], placement
+    return normalize(to_rgb(padded), prep.mean, prep.std)[None], placement
 
 
 def restore_size(prob: np.ndarray, placement: Placement, out_hw: tuple[int, int] | None) -> np.ndarray:

@@ -1,12 +1,16 @@
-"""Run a model file on frames with ONNX Runtime alone: the live path's half of lib.training.inference.
+"""Run a model file on frames: the API webcam.py and evaluate.py use, for other programs too.
 
-The live-only install (requirements-live.txt: ONNX Runtime, OpenCV, numpy, a window) runs .onnx
-files through this module and nothing of the training stack. Other model files (.pt, .ts, an smp
-folder) and --backend torch/torchscript need torch: they go through lib.training.inference, imported only
-then, so a live-only install answers them in one line instead of an ImportError.
+    from lib.live.segmenter import load_segmenter
+    seg = load_segmenter("models/lite.onnx")
+    prob = seg(frame_bgr)  # HxW float32 person probability in [0, 1], any frame size
+
+One frame in, one map out, no state: temporal smoothing lives in lib.live.compose. An .onnx file
+runs here with ONNX Runtime alone. Other model files (.pt, .ts, an smp folder) and --backend
+torch/torchscript need torch: their loaders are in LOADERS once the torch side is imported
+(`import lib.training.inference`, which every training entry script does); this module never
+imports it, and without it says in one line what is missing.
 """
 
-import importlib
 import importlib.util
 from collections.abc import Callable
 from pathlib import Path
@@ -14,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from lib.live.compose import guided_upsample
+from lib.live.compose import refined
 from lib.live.errors import UserError
 from lib.live.model_info import META_KEY, ModelInfo
 from lib.live.preprocess import prepare_frame, restore_size
@@ -22,6 +26,10 @@ from lib.live.preprocess import prepare_frame, restore_size
 BACKENDS = ("torch", "torchscript", "onnx")
 Backend = Callable[[np.ndarray], np.ndarray]  # (N,3,H,W) float32 -> (N,1,H,W) logits
 FULL_INSTALL = "pip install -r requirements.txt"
+# file format -> loader(path, format, backend, device, threads, spin): every format or backend that
+# needs torch. lib.training.inference fills it in; the live-only install leaves it empty.
+Loader = Callable[[Path, str, str | None, str, int | None, bool], "Segmenter"]
+LOADERS: dict[str, Loader] = {}
 
 
 def detect_format(path: Path) -> str:
@@ -84,7 +92,7 @@ class Segmenter:
         self.info = info
         self.name = name
         self.prep = info.prep
-        self.refine = refine  # scale the probability up along the frame's edges (compose.guided_upsample)
+        self.refine = refine  # scale the probability up along the frame's edges (compose.refined)
 
     def __call__(self, frame_bgr: np.ndarray) -> np.ndarray:
         return self.predict_many([frame_bgr])[0]
@@ -109,7 +117,7 @@ class Segmenter:
             for j, i in enumerate(idx):
                 if self.refine:
                     placed = restore_size(prob[j, 0], prepared[i][1], None)
-                    probs[i] = guided_upsample(placed, frames[i])
+                    probs[i] = refined(placed, frames[i])
                 else:
                     probs[i] = restore_size(prob[j, 0], prepared[i][1], frames[i].shape[:2])
         return probs
@@ -139,23 +147,19 @@ def load_segmenter(
         session = onnx_session(path, device, threads, spin)
         info = info_from_text(session.get_modelmeta().custom_metadata_map.get(META_KEY, ""), path)
         return Segmenter(onnx_backend(session), info, name=f"{path.name} (onnx)")
-    what = f"--backend {backend}" if backend not in (None, fmt) else f"{path.name} (a {fmt} model file)"
-    inference = _training_stack(what)
-    return inference.load_torch_segmenter(path, fmt, backend, device, threads, spin)
+    loader = LOADERS.get(fmt)
+    if loader is None:
+        what = f"--backend {backend}" if backend not in (None, fmt) else f"{path.name} (a {fmt} model file)"
+        raise UserError(
+            f"{what} needs the training stack ({missing_package() or 'torch'} is not installed): {FULL_INSTALL}; "
+            "the live-only install runs .onnx models, e.g. the default models/lite_int8.onnx"
+        )
+    return loader(path, fmt, backend, device, threads, spin)
 
 
-def _training_stack(what: str):
-    """lib.training.inference, or one line saying this is the live-only install."""
-    missing = next((p for p in ("torch", "segmentation_models_pytorch", "gin") if not _installed(p)), None)
-    if missing is None:
-        try:
-            return importlib.import_module("lib.training.inference")
-        except ImportError as error:
-            missing = error.name or "torch"
-    raise UserError(
-        f"{what} needs the training stack ({missing} is not installed): {FULL_INSTALL}; "
-        "the live-only install runs .onnx models, e.g. the default models/lite_int8.onnx"
-    )
+def missing_package() -> str | None:
+    """The first package of the training stack that is not installed (found without importing it)."""
+    return next((p for p in ("torch", "segmentation_models_pytorch", "gin") if not _installed(p)), None)
 
 
 def _installed(package: str) -> bool:

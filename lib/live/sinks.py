@@ -10,7 +10,6 @@ replaced only with --overwrite; the folder is checked for writing before any mod
 import os
 import shutil
 import sys
-import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import numpy as np
 
 from lib.live import video_out
 from lib.live.errors import UserError
+from lib.live.files import cause, check_writable, remove, temp_sibling
 from lib.live.preprocess import IMAGE_SUFFIXES
 
 ALPHA_SUFFIXES = (".png", ".webp", ".tif", ".tiff")  # image formats that keep an alpha channel
@@ -40,23 +40,9 @@ def as_bgr(image: np.ndarray) -> np.ndarray:
     return image
 
 
-def _partial(path: Path) -> Path:
-    """Hidden name beside the target, same suffix (the container is chosen from it)."""
-    return path.with_name(f".{path.stem}.partial-{os.getpid()}{path.suffix}")
-
-
 def _failed(path: Path, error: Exception, kept: bool) -> UserError:
     before = "; the earlier file was kept" if kept else ""
-    return UserError(f"--output {path}: {video_out.os_error(error)}; nothing was written{before}")
-
-
-def check_writable(folder: Path, target: Path) -> None:
-    """Before any expensive work: can a file be made in `folder` (read-only, no permission, full)?"""
-    try:
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-check-"):
-            pass
-    except OSError as error:
-        raise UserError(f"--output {target}: cannot write in {folder} ({video_out.os_error(error)})") from None
+    return UserError(f"--output {path}: {cause(error)}; nothing was written{before}")
 
 
 class Sink:
@@ -86,7 +72,7 @@ class VideoSink(Sink):
         if fourcc is None and not video_out.available():
             video_out.note("PyAV is not installed (pip install av): writing mp4v with OpenCV, without sound")
             self.fourcc = OPENCV_FOURCC[path.suffix.lower()]
-        self.tmp = _partial(path)
+        self.tmp = temp_sibling(path)  # the container is chosen from the suffix
         self.writer = self.size = None
         self.count = 0
 
@@ -175,12 +161,13 @@ class ImageSink(Sink):
     def __init__(self, path: Path, single: bool):
         self.path, self.single = path, single
         self.count = 0
-        self.folder = path.parent if single else path.with_name(f".{path.name}.partial-{os.getpid()}")
+        self.folder = path.parent if single else temp_sibling(path)
         if not single:
             try:
+                remove(self.folder)  # left by a run that was killed
                 self.folder.mkdir()
             except OSError as error:
-                raise UserError(f"--output {path}: cannot create the folder ({video_out.os_error(error)})") from None
+                raise UserError(f"--output {path}: cannot create the folder ({cause(error)})") from None
 
     def write(self, image: np.ndarray, name: str) -> None:
         if self.single and self.count:
@@ -191,7 +178,7 @@ class ImageSink(Sink):
         ok, data = cv2.imencode(target.suffix, image)
         if not ok:
             raise UserError(f"--output {target}: OpenCV cannot encode a {image.shape[1]}x{image.shape[0]} image")
-        tmp = _partial(target) if self.single else target
+        tmp = temp_sibling(target) if self.single else target
         try:
             tmp.write_bytes(data.tobytes())
         except OSError as error:
@@ -232,9 +219,9 @@ def open_sink(
         )
     if not folder_out and path.exists() and not overwrite:
         raise UserError(f"--output {path} exists; pass --overwrite to replace it (kept until the new one is complete)")
-    check_writable(path.parent, path)
+    check_writable(path.parent, "--output", named=path)
     if folder_out and path.is_dir():
-        check_writable(path, path)
+        check_writable(path, "--output")
     if suffix in IMAGE_SUFFIXES and not folder_out:
         if not single_image_source:
             raise UserError(f"--output {path}: one image file, but the source has several frames; pass a folder")

@@ -24,12 +24,14 @@ class SourceLost(UserError):
     """A live source stopped mid-stream (camera unplugged); what was recorded is kept."""
 
     exit_code = 1
+    stats = None  # the run's numbers so far (lib.live.stats.Stats), set by lib.live.loop.run
 
 
 @dataclass
 class Frame:
     image: np.ndarray  # HxWx3 uint8 BGR
     name: str  # stem for image-folder output
+    read_s: float = 0.0  # seconds the source took to hand it over (lib.live.stream; the loop's stats)
 
 
 def quiet_capture(target: int | str) -> cv2.VideoCapture:

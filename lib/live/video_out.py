@@ -6,7 +6,6 @@ both in-process (measured: libx264 and the aac/mp3 muxers are in its wheels). Th
 under a hidden name and renamed when complete (lib.live.sinks.VideoSink's contract).
 """
 
-import os
 import sys
 from fractions import Fraction
 from pathlib import Path
@@ -156,9 +155,3 @@ def _pad(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     if bottom >= 0 and right >= 0 and bottom + right <= 2:
         return cv2.copyMakeBorder(image, 0, bottom, 0, right, cv2.BORDER_REPLICATE)
     return cv2.resize(image, size, interpolation=cv2.INTER_AREA)  # a frame of another size: scaled
-
-
-def os_error(error: Exception) -> str:
-    """The cause of a failed write in words: 'No space left on device', 'Read-only file system'."""
-    code = getattr(error, "errno", None)
-    return os.strerror(code) if isinstance(code, int) and code > 0 else str(error)

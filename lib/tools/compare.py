@@ -12,14 +12,15 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+import lib.training.inference  # noqa: F401  (fills the loader table: .pt and .ts files too)
 from lib.live.compose import Compositor, fit_background
 from lib.live.errors import UserError
 from lib.live.preprocess import letterbox
-from lib.tools.evaluate import RawPairs, false_person, score
+from lib.live.segmenter import load_segmenter
 from lib.tools.peers import MediaPipeSelfie, MeetSegmentation, PPHumanSeg
 from lib.training.data import recipe_splits
-from lib.training.inference import load_segmenter
 from lib.training.pairs import Pair, pairs_under
+from lib.training.scoring import RawPairs, false_person, score
 
 
 def first_per_root(pairs: list[Pair], n: int) -> list[Pair]:

@@ -17,10 +17,11 @@ import numpy as np
 
 from lib.live.compose import Compositor
 from lib.live.loop import Options, Stats, run
+from lib.live.preprocess import read_frame
 from lib.live.sinks import Sink
 from lib.live.sources import Frame, Source
 from lib.training.metrics import boundary_f, flicker_rate
-from lib.training.pairs import Pair, read_image, read_mask
+from lib.training.pairs import Pair, read_mask
 
 
 @dataclass
@@ -32,9 +33,7 @@ class Clip:
 
 
 def read_stills(pairs: list[Pair]) -> list[tuple[np.ndarray, np.ndarray]]:
-    return [
-        (cv2.cvtColor(read_image(p.image_path), cv2.COLOR_RGB2BGR), read_mask(p.mask_path, p.layout)) for p in pairs
-    ]
+    return [(read_frame(p.image_path), read_mask(p.mask_path, p.layout)) for p in pairs]
 
 
 def make_clip(stills, size=(640, 480), per_still: int = 24, still_share: float = 0.5, seed: int = 0) -> Clip:

@@ -20,7 +20,7 @@ import numpy as np
 import onnxruntime as ort
 
 from lib.live.errors import UserError
-from lib.live.preprocess import Preprocess, letterbox
+from lib.live.preprocess import Preprocess, letterbox, to_rgb
 
 LANDSCAPE_FILE = "selfie_segmentation_landscape.tflite"
 # where the project's development machines keep the peers (a clone has no ../shared: pass paths)
@@ -75,7 +75,7 @@ class Peer:
 def _squashed_rgb(frame: np.ndarray, height: int, width: int) -> np.ndarray:
     """The whole frame stretched to the model's input, bilinear, RGB in [0, 1] (MediaPipe's and Meet's way)."""
     x = cv2.resize(frame, (width, height), interpolation=cv2.INTER_LINEAR)
-    return cv2.cvtColor(x, cv2.COLOR_BGR2RGB).astype(np.float32) / 255.0
+    return to_rgb(x).astype(np.float32) / 255.0
 
 
 def _to_frame(prob: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -169,7 +169,7 @@ class PPHumanSeg(Peer):
     def _predict(self, frame: np.ndarray) -> np.ndarray:
         h, w = frame.shape[:2]
         canvas, where = letterbox(frame, (self.in_h, self.in_w), pad_to_box=True, interpolation=cv2.INTER_LINEAR)
-        x = (cv2.cvtColor(canvas, cv2.COLOR_BGR2RGB).astype(np.float32) / 255.0 - 0.5) / 0.5
+        x = (to_rgb(canvas).astype(np.float32) / 255.0 - 0.5) / 0.5
         prob = self.session.run(None, {self.input_name: x.transpose(2, 0, 1)[None]})[0][0, 1]
         prob = prob[where.top : where.top + where.height, where.left : where.left + where.width]
         return _to_frame(prob, h, w)

@@ -9,9 +9,9 @@ from pathlib import Path
 import gin
 from gin import config_parser
 
+from lib import ROOT
 from lib.live.errors import UserError
 
-ROOT = Path(__file__).resolve().parents[2]
 # `include 'gin/lite.gin'` inside a recipe resolves from the project, whatever the working directory
 gin.add_config_file_search_path(str(ROOT))
 

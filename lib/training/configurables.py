@@ -31,4 +31,5 @@ if missing := _missing():
     )
     sys.exit(2)
 
-from lib.training import data, losses, model, train  # noqa: E402,F401
+# the torch loaders for lib.live.segmenter.load_segmenter come with them (lib.training.inference)
+from lib.training import data, inference, losses, model, train  # noqa: E402,F401

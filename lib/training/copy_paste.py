@@ -31,8 +31,9 @@ import cv2
 import gin
 import numpy as np
 
+from lib.live.checks import check_number
 from lib.live.errors import UserError
-from lib.training.pairs import IMAGE_SUFFIXES
+from lib.live.preprocess import IMAGE_SUFFIXES, read_frame, to_rgb
 
 
 @gin.configurable
@@ -44,8 +45,7 @@ def plate_split(folders: tuple[str, ...] = (), holdout_every: int = 4) -> tuple[
     called person on frames no training sample was built on can be measured (train.py does, every
     epoch). holdout_every=0 holds nothing out.
     """
-    if holdout_every < 0:
-        raise UserError(f"plate_split.holdout_every={holdout_every}: expected 0 (none held out) or more")
+    check_number("plate_split.holdout_every", holdout_every, low=0, expected="0 (none held out) or more")
     files = []
     for folder in folders:
         path = Path(folder)
@@ -178,6 +178,17 @@ class SceneComposer:
         decoy_prob: float = 0.0,
         sideways_prob: float = 0.0,
     ):
+        """The settings are checked here, named as recipes bind them (lib.training.data.build_composer)."""
+        probabilities = {"paste_prob": paste_prob, "zoom_out_prob": zoom_out_prob, "plate_prob": plate_prob}
+        probabilities |= {"turn_prob": turn_prob, "decoy_prob": decoy_prob, "sideways_prob": sideways_prob}
+        for name, value in probabilities.items():
+            check_number(f"build_composer.{name}", value, low=0, high=1, expected="a probability between 0 and 1")
+        low_high = (height_range, zoom_out_range)
+        if max_people < 1 or not all(0 < low <= high for low, high in low_high):
+            raise UserError(
+                f"build_composer: max_people={max_people} (expected 1 or more), height_range={height_range} and "
+                f"zoom_out_range={zoom_out_range} (expected 0 < low <= high)"
+            )
         self.load_pair, self.n_pairs = load_pair, n_pairs
         self.plates = list(plates)
         self.paste_prob, self.max_people, self.height_range = paste_prob, max_people, height_range
@@ -215,13 +226,11 @@ class SceneComposer:
 
     def plate(self, i: int) -> np.ndarray:
         if i not in self._plate_cache:
-            bgr = cv2.imread(str(self.plates[i]), cv2.IMREAD_COLOR)
-            if bgr is None:
-                raise OSError(f"{self.plates[i]}: not a readable image")
+            bgr = read_frame(self.plates[i])
             scale = self.plate_long_side / max(bgr.shape[:2])
             if scale < 1:
                 bgr = cv2.resize(bgr, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-            self._plate_cache[i] = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+            self._plate_cache[i] = to_rgb(bgr)
         return self._plate_cache[i]
 
     def other_index(self, rng, index: int) -> int:

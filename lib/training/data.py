@@ -18,7 +18,8 @@ from lib.live.errors import UserError
 from lib.live.preprocess import Preprocess
 from lib.training.config import read_bindings
 from lib.training.copy_paste import SceneComposer, plate_split
-from lib.training.pairs import IGNORE, SPLIT_NAMES, Pair, read_image, read_target, scan_root, split_pairs
+from lib.training.pairs import IGNORE, Pair, read_image, read_target, scan_root
+from lib.training.splits import SPLIT_NAMES, split_pairs
 from lib.training.transforms import EvalTransform, TrainTransform
 
 DATA_HINT = (
@@ -227,18 +228,19 @@ def recipe_splits(gin_files: list[str], gin_params: list[str] = ()) -> dict[str,
     """The splits a recipe's run made, made again: roots, fractions and seed are read from the recipe
     (gin's global configuration untouched), and the split is deterministic, so these are the photos
     its run trained and was tested on."""
-    splits, reports = DataRecipe(**recipe_bindings(gin_files, gin_params)).make()
+    splits, reports = recipe_of_files(gin_files, gin_params).make()
     for report in reports:
         print(report)
     return splits
 
 
-def recipe_bindings(gin_files: list[str], gin_params: list[str] = ()) -> dict:
+def recipe_of_files(gin_files: list[str], gin_params: list[str] = ()) -> DataRecipe:
+    """The data recipe (make_splits.*) that gin files and bindings state, read without parsing them into gin."""
     found = read_bindings(list(gin_files), list(gin_params), "make_splits")
     if "roots" not in found:
         raise UserError(f"{', '.join(gin_files)}: binds no make_splits.roots (the data the recipe trains on)")
     roots = [found["roots"]] if isinstance(found["roots"], str) else found["roots"]
-    return {"roots": tuple(roots)} | {k: tuple(v) if k == "split" else v for k, v in found.items() if k != "roots"}
+    return DataRecipe(tuple(roots), **{k: tuple(v) if k == "split" else v for k, v in found.items() if k != "roots"})
 
 
 def _ignore_sigint(worker_id: int) -> None:
@@ -247,51 +249,11 @@ def _ignore_sigint(worker_id: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-@gin.configurable(denylist=["load_pair", "n_pairs"])
-def build_composer(
-    load_pair,
-    n_pairs: int,
-    paste_prob: float = 0.6,
-    max_people: int = 3,
-    height_range: tuple[float, float] = (0.1, 1.3),
-    zoom_out_prob: float = 0.25,
-    zoom_out_range: tuple[float, float] = (0.3, 0.85),
-    plate_prob: float = 0.35,
-    turn_prob: float = 0.0,
-    decoy_prob: float = 0.0,
-    sideways_prob: float = 0.0,
-) -> SceneComposer:
-    """People composited into scenes (lib/training/copy_paste.py). plate_prob: the share of zoomed-out samples
-    set on a people-free plate (plate_split's training plates) rather than on another training photo.
-    turn_prob: the share of whole people (not cut by their photo's edge) pasted at any angle.
-    decoy_prob: the share of pastes that are a person's outline filled with people-free scenery and
-    labelled background, so that a pasted edge is no sign of a person. sideways_prob: the share of
-    samples whose own photo is turned by 90, 180 or 270 degrees (people lying down, upside down)."""
-    probabilities = {"paste_prob": paste_prob, "zoom_out_prob": zoom_out_prob, "plate_prob": plate_prob}
-    probabilities |= {"turn_prob": turn_prob, "decoy_prob": decoy_prob, "sideways_prob": sideways_prob}
-    for name, value in probabilities.items():
-        if not 0 <= value <= 1:
-            raise UserError(f"build_composer.{name}={value}: expected a probability between 0 and 1")
-    if max_people < 1 or not 0 < height_range[0] <= height_range[1] or not 0 < zoom_out_range[0] <= zoom_out_range[1]:
-        raise UserError(
-            f"build_composer: max_people={max_people} (expected 1 or more), height_range={height_range} and "
-            f"zoom_out_range={zoom_out_range} (expected 0 < low <= high)"
-        )
-    plates, _ = plate_split()
-    return SceneComposer(
-        load_pair,
-        n_pairs,
-        plates,
-        paste_prob,
-        max_people,
-        height_range,
-        zoom_out_prob,
-        zoom_out_range,
-        plate_prob,
-        turn_prob=turn_prob,
-        decoy_prob=decoy_prob,
-        sideways_prob=sideways_prob,
-    )
+# People composited into scenes (lib.training.copy_paste): gin binds SceneComposer's own signature
+# under the name recipes use (build_composer.paste_prob, ...), so its defaults are stated once, there.
+build_composer = gin.external_configurable(
+    SceneComposer, "build_composer", denylist=["load_pair", "n_pairs", "plates", "plate_long_side"]
+)
 
 
 def check_loader_settings(input_size, batch_size, val_batch_size, num_workers, augment, cache_scale, early_size):
@@ -346,12 +308,12 @@ def build_dataloaders(
         num_workers = min(8, os.cpu_count() or 1)
     prep = Preprocess(input_size=(height, width))
     cache = DecodedCache(cache_dir, round(cache_scale * max(height, width))) if cache_dir else None
-    if not 0 <= landscape_share <= 1:
-        raise UserError(f"build_dataloaders.landscape_share={landscape_share}: expected a share between 0 and 1")
+    share = "a share between 0 and 1"
+    check_number("build_dataloaders.landscape_share", landscape_share, low=0, high=1, expected=share)
     train_transform = TrainTransform(prep, augment_strength, early_size if early_epochs else None, early_epochs)
     train_set = SegmentationDataset(splits["train"], train_transform, seed=seed, cache=cache)
     if scenes:  # other training pairs are the people to paste: the composer reads them as the dataset does
-        train_transform.composer = build_composer(train_set.load, len(train_set))
+        train_transform.composer = build_composer(train_set.load, len(train_set), plate_split()[0])
     val_set = SegmentationDataset(splits["val"], EvalTransform(prep), seed=seed)
     workers = {
         "worker_init_fn": _ignore_sigint,

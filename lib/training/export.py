@@ -12,7 +12,6 @@ import warnings
 from functools import partial
 from pathlib import Path
 
-import cv2
 import numpy as np
 import onnx
 import torch
@@ -24,7 +23,7 @@ from lib.live.compose import fit_background
 from lib.live.errors import UserError
 from lib.live.files import write_atomic
 from lib.live.model_info import META_KEY, ModelInfo
-from lib.live.preprocess import Preprocess, prepare_frame
+from lib.live.preprocess import Preprocess, prepare_frame, read_frame
 from lib.training.inference import load_backend, to_onnx, to_torchscript
 from lib.training.model import save_checkpoint
 from lib.training.pairs import Pair
@@ -82,9 +81,10 @@ def webcam_like_frames(pairs: list[Pair], n: int) -> list[np.ndarray]:
     chosen = pairs[:: max(1, len(pairs) // n)][:n]
     frames = []
     for i, pair in enumerate(chosen):
-        image = cv2.imread(str(pair.image_path), cv2.IMREAD_COLOR)
-        if image is None:
-            raise UserError(f"{pair.image_path}: not a readable image (a calibration photo)")
+        try:
+            image = read_frame(pair.image_path)
+        except OSError as error:
+            raise UserError(f"{error} (a calibration photo)") from None
         frames.append(image if i % 2 == 0 else fit_background(image, (480, 640)))
     return frames
 

@@ -1,12 +1,9 @@
-"""Run a trained model on frames: the API webcam.py and evaluate.py use, for other programs too.
+"""The torch half of lib.live.segmenter.load_segmenter: .pt checkpoints, TorchScript, smp folders,
+and a checkpoint converted in memory to run through another backend.
 
-    from lib.training.inference import load_segmenter
-    seg = load_segmenter("models/lite.onnx")
-    prob = seg(frame_bgr)  # HxW float32 person probability in [0, 1], any frame size
-
-One frame in, one map out, no state: temporal smoothing lives in lib.live.compose.
-The ONNX Runtime half (Segmenter, load_segmenter on .onnx files) is lib.live.segmenter, which the live
-path imports without torch; this module adds every torch format and the in-memory conversions.
+Importing this module fills lib.live.segmenter.LOADERS, so load_segmenter opens every model file
+(every training entry script imports it through lib.training.configurables; webcam.py imports it
+when the model file needs it). The live side never imports this module.
 """
 
 import io
@@ -21,17 +18,8 @@ import torch
 from lib.live.errors import UserError
 from lib.live.model_info import META_KEY, ModelInfo
 from lib.live.preprocess import Preprocess
-from lib.live.segmenter import (  # noqa: F401  (re-exported: one import for programs that have torch)
-    BACKENDS,
-    Backend,
-    Segmenter,
-    detect_format,
-    info_from_text,
-    load_segmenter,
-    onnx_backend,
-    onnx_session,
-)
-from lib.training.model import load_checkpoint, read_checkpoint
+from lib.live.segmenter import LOADERS, Backend, Segmenter, info_from_text, onnx_backend, onnx_session
+from lib.training.model import model_from, read_checkpoint
 
 
 def read_info(path: Path, fmt: str) -> ModelInfo:
@@ -126,8 +114,11 @@ def _onnx_backend(model: Path | bytes, device: str, threads: int | None, spin: b
     return onnx_backend(onnx_session(model, device, threads, spin))
 
 
-def load_backend(path: Path, fmt: str, device: str = "cpu", threads: int | None = None, spin: bool = True) -> Backend:
-    """A callable for a model file of the given format (no conversion).
+def load_backend(
+    path: Path, fmt: str, device: str = "cpu", threads: int | None = None, spin: bool = True, checkpoint=None
+) -> Backend:
+    """A callable for a model file of the given format (no conversion). checkpoint: the (description,
+    weights) of a .pt already read, so the file is read once.
 
     threads: intra-op threads (ONNX Runtime's session; for torch, the process-wide setting).
     """
@@ -136,7 +127,8 @@ def load_backend(path: Path, fmt: str, device: str = "cpu", threads: int | None 
     if threads and fmt != "onnx":
         torch.set_num_threads(threads)
     if fmt == "torch":
-        return torch_backend(load_checkpoint(path)[0], device)
+        info, state = checkpoint or read_checkpoint(path)
+        return torch_backend(model_from(info, state, path), device)
     if fmt == "torchscript":
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -146,26 +138,25 @@ def load_backend(path: Path, fmt: str, device: str = "cpu", threads: int | None 
     return _onnx_backend(path, device, threads, spin)
 
 
-def _converted_backend(path: Path, fmt: str, backend: str, device: str, threads: int | None, spin: bool) -> Backend:
-    """A checkpoint run through another backend, converted in memory (nothing written to disk)."""
-    if fmt != "torch":
-        raise UserError(f"--backend {backend}: {path} is a {fmt} file; only a .pt checkpoint can be converted")
-    model, info = load_checkpoint(path)
-    if backend == "torchscript":
-        if threads:
-            torch.set_num_threads(threads)
-        return torch_backend(to_torchscript(model, info.prep), device)
-    buffer = io.BytesIO()
-    to_onnx(model, info.prep, buffer)
-    return _onnx_backend(buffer.getvalue(), device, threads, spin)
-
-
 def load_torch_segmenter(
     path: Path, fmt: str, backend: str | None, device: str, threads: int | None, spin: bool
 ) -> Segmenter:
     """lib.live.segmenter.load_segmenter's path for everything but an .onnx file run as itself."""
-    info = read_info(path, fmt)
+    checkpoint = read_checkpoint(path) if fmt == "torch" else None  # description and weights, the file read once
+    info = checkpoint[0] if checkpoint else read_info(path, fmt)
     if backend is None or backend == fmt or (backend == "torch" and fmt == "smp"):
-        return Segmenter(load_backend(path, fmt, device, threads, spin), info, name=f"{path.name} ({fmt})")
-    run = _converted_backend(path, fmt, backend, device, threads, spin)
-    return Segmenter(run, info, name=f"{path.name} ({backend})")
+        run = load_backend(path, fmt, device, threads, spin, checkpoint)
+        return Segmenter(run, info, name=f"{path.name} ({fmt})")
+    if checkpoint is None:
+        raise UserError(f"--backend {backend}: {path} is a {fmt} file; only a .pt checkpoint can be converted")
+    model = model_from(*checkpoint, path)
+    if backend == "torchscript":
+        if threads:
+            torch.set_num_threads(threads)
+        return Segmenter(torch_backend(to_torchscript(model, info.prep), device), info, name=f"{path.name} ({backend})")
+    buffer = io.BytesIO()  # converted in memory: nothing written to disk
+    to_onnx(model, info.prep, buffer)
+    return Segmenter(_onnx_backend(buffer.getvalue(), device, threads, spin), info, name=f"{path.name} ({backend})")
+
+
+LOADERS.update(dict.fromkeys(("torch", "torchscript", "smp", "onnx"), load_torch_segmenter))

@@ -199,9 +199,14 @@ def read_checkpoint(path: str | Path) -> tuple[ModelInfo, dict]:
 def load_checkpoint(path: str | Path) -> tuple[nn.Module, ModelInfo]:
     """The model in eval mode, fp32, and its description."""
     info, state = read_checkpoint(path)
+    return model_from(info, state, path), info
+
+
+def model_from(info: ModelInfo, state: dict, path: str | Path) -> nn.Module:
+    """The network a checkpoint describes, its weights loaded, in eval mode (a file read once)."""
     model = create(info.spec.arch, info.spec.encoder_name, info.spec.model_kwargs)
     try:
         model.load_state_dict(state)
     except RuntimeError as error:
         raise UserError(f"checkpoint {path}: weights do not fit {info.spec}: {str(error)[:300]}") from None
-    return model.eval(), info
+    return model.eval()

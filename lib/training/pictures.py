@@ -10,6 +10,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from lib.live.compose import blend, blurred, soften  # noqa: E402
+from lib.live.preprocess import to_bgr  # noqa: E402
 
 
 def _gray3(mask: np.ndarray) -> np.ndarray:
@@ -52,8 +53,12 @@ def save_grid(path: Path, rows: list[np.ndarray], titles: list[str] | None = Non
         resized.append(row)
     width = max(r.shape[1] for r in resized)
     resized = [np.pad(r, ((0, 0), (0, width - r.shape[1]), (0, 0))) for r in resized]
+    save_picture(path, np.vstack(resized))
+
+
+def save_picture(path: Path, image_rgb: np.ndarray) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(path), cv2.cvtColor(np.vstack(resized), cv2.COLOR_RGB2BGR))
+    cv2.imwrite(str(path), to_bgr(image_rgb))
 
 
 def save_curves(path: Path, history: list[dict]) -> None:

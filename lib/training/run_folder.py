@@ -30,10 +30,13 @@ from accelerate.utils import broadcast_object_list
 from lib.live.errors import UserError
 from lib.live.files import WriteFailed, cause, check_writable, write_text
 from lib.live.model_info import ModelInfo, ModelSpec
-from lib.training.inference import Segmenter, torch_backend
+from lib.live.preprocess import read_frame, to_rgb
+from lib.live.segmenter import Segmenter
+from lib.training.inference import torch_backend
 from lib.training.model import save_checkpoint
-from lib.training.pairs import SPLIT_NAMES, Pair, read_image, read_split, read_target, write_split
-from lib.training.pictures import prediction_row, save_curves, save_grid
+from lib.training.pairs import Pair, read_target
+from lib.training.pictures import prediction_row, save_curves, save_grid, save_picture
+from lib.training.splits import SPLIT_NAMES, read_split, write_split
 
 CHECKPOINT_RE = re.compile(r"^step_(\d+)$")
 RECORD = "run.json"
@@ -270,10 +273,10 @@ class RunFolder:
         rows = []
         for pair in pairs:
             try:
-                image, truth = read_image(pair.image_path), read_target(pair)
+                frame, truth = read_frame(pair.image_path), read_target(pair)
             except OSError:  # broken since the split; training skipped it too, with a warning
                 continue
-            rows.append(prediction_row(image, truth, segmenter(cv2.cvtColor(image, cv2.COLOR_RGB2BGR))))
+            rows.append(prediction_row(to_rgb(frame), truth, segmenter(frame)))
         net.train(was_training)
         if not rows:
             return
@@ -298,8 +301,7 @@ class RunFolder:
             rows.append(np.hstack(tiles))
         width = max(r.shape[1] for r in rows)
         grid = np.vstack([np.pad(r, ((0, 0), (0, width - r.shape[1]), (0, 0))) for r in rows])
-        self.pics("train_samples.png").parent.mkdir(parents=True, exist_ok=True)
-        cv2.imwrite(str(self.pics("train_samples.png")), cv2.cvtColor(grid, cv2.COLOR_RGB2BGR))
+        save_picture(self.pics("train_samples.png"), grid)
 
     def log_image(self, name: str, image_rgb: np.ndarray, step: int) -> None:
         """One HxWx3 uint8 picture to every tracker that takes pictures."""
