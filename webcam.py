@@ -1,13 +1,17 @@
 """Live person segmentation: blur or replace the background, show it, record it, or feed a virtual camera.
 
 python webcam.py                                   # camera 0, background blurred, in a window
-python webcam.py --ckpt experiments/exp1/weights/best.onnx --mode replace --background beach.jpg
+python webcam.py --ckpt experiments/exp1/weights/best.onnx --background beach.jpg   # --mode replace
 python webcam.py --source talk.mp4 --output talk_blurred.mp4 --no-display
 python webcam.py --source photos/ --mode alpha --output cutouts/ --no-display
 python webcam.py --source clip.mp4 --no-display --benchmark   # prints frames=N fps=F model_ms=M total_ms=T
 
 In the window: m next mode, + / - blur stronger / weaker, s smoothing on/off, f FPS line on/off,
-Esc or q quits (closing the window too). Ctrl-C stops a headless run and finishes the output file.
+Esc or q quits (closing the window too). Ctrl-C, SIGTERM (kill, a service manager) and SIGHUP (the
+terminal closed) stop a run the same way: the output file is finished, the summary line printed.
+A file run without a window shows a progress bar on a terminal (none in a pipe or a log).
+Exit status: 0 done or stopped (the output complete), 1 camera lost (the recording so far kept)
+or --output taken by another program meanwhile (the result kept beside it), 2 bad input.
 Needs only requirements-live.txt (ONNX Runtime, OpenCV, numpy, pygame-ce, PyAV) for .onnx models.
 """
 
@@ -20,6 +24,7 @@ from lib.live.errors import run_cli
 from lib.live.loop import DEFAULT_MODEL, run
 from lib.live.options import Options, refuse_unused
 from lib.live.segmenter import BACKENDS, missing_package
+from lib.live.sinks import OPENCV_CODECS
 
 
 class Parser(argparse.ArgumentParser):
@@ -49,15 +54,22 @@ def parse_options() -> Options:
     add("--backend", choices=BACKENDS, help="default: the file's own; a .pt can run as any")
     add("--device", help=f"cpu or cuda ({d.device})")
     add("--threads", type=int, help="CPU threads per model run (default: cores / model workers)")
-    add("--mode", choices=MODES, help="blur (default), replace (needs --background), mask, alpha")
+    add("--mode", choices=MODES, help="blur (default), replace (the default with --background), mask, alpha")
     add("--blur-strength", type=float, help=f"background blur radius, 1 = default ({d.blur_strength})")
-    add("--background", help="image or video behind the person (--mode replace; resized to fit)")
+    add(
+        "--background",
+        help="image or video behind the person, scaled to cover the frame (cropped, never stretched); "
+        "implies --mode replace, and any other --mode is refused",
+    )
     add("--feather", type=float, help=f"mask edge softness, share of the short side ({d.feather})")
     add(
-        "--output", help="write the result: video (.mp4 .mov .mkv .avi, with the source's sound), image file, or folder"
+        "--output",
+        help="write the result: video (.mp4 .mov .mkv .avi, with the source's sound tracks and subtitles), image "
+        "file, or folder; photos of other sizes are fitted into the first one's frame (black bars); a device or "
+        "pipe is refused",
     )
     add("--overwrite", action="store_true", help="replace an existing --output (kept until the new one is complete)")
-    add("--fourcc", help="write the video with OpenCV and this codec instead (mp4v, MJPG, FFV1; no sound)")
+    add("--fourcc", help=f"write the video with OpenCV and this codec instead ({', '.join(OPENCV_CODECS)}; no sound)")
     add("--no-display", dest="display", action="store_false", help="no window (headless use)")
     add("--virtual-cam", action="store_true", help="send frames to a virtual camera (pyvirtualcam)")
     add("--smooth", action=argparse.BooleanOptionalAction, help="steady the mask over time (on)")
@@ -88,7 +100,7 @@ def parse_options() -> Options:
     add("--no-stats", dest="show_stats", action="store_false", help="no FPS text in the window")
     add("--sequential", dest="pipeline", action="store_false", help="no reader/writer threads (for comparisons)")
     flags = vars(parser.parse_args())
-    if "mode" not in flags and flags.get("background"):
+    if "mode" not in flags and flags.get("background"):  # a background is asked for: show it (see --help)
         flags["mode"] = "replace"
     options = Options(**flags)
     refuse_unused(set(flags), options)

@@ -24,7 +24,8 @@ from lib.live.preprocess import Preprocess
 from lib.live.segmenter import Segmenter, load_segmenter
 from lib.live.sinks import DisplayUnavailable, Sink, VirtualCam, open_sink
 from lib.live.sources import Background, Source, SourceLost, open_source
-from lib.live.stats import Stats
+from lib.live.stats import Progress, Stats
+from lib.live.stop import StopSignals
 from lib.live.stream import Prefetch, Writer, timed_frames
 from lib.live.window import Display
 
@@ -33,6 +34,8 @@ DEFAULT_MODEL = ROOT / "models" / "lite_int8.onnx"  # the shipped model, int8: 7
 
 def resolve_model(ckpt: str | None) -> Path:
     if ckpt:
+        if ckpt.lower().endswith(".onnx") and not _utf8(ckpt):  # ONNX Runtime takes only UTF-8 names
+            raise UserError(f"--ckpt {ckpt}: the file name is not valid UTF-8 (ONNX Runtime cannot open it); rename it")
         return Path(ckpt)
     if not DEFAULT_MODEL.is_file():
         raise UserError(
@@ -79,8 +82,19 @@ class ChangeGate:
         return False
 
 
+def _utf8(name: str) -> bool:
+    try:
+        name.encode("utf-8")
+        return True
+    except UnicodeEncodeError:  # bytes that are not UTF-8, kept by Python as surrogates
+        return False
+
+
 def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
+    try:
+        print(message, file=sys.stderr, flush=True)
+    except (OSError, ValueError):  # the terminal is gone (SIGHUP): the output is still finished
+        pass
 
 
 def _no_display(opts: Options, others: bool, why: str) -> None:
@@ -104,11 +118,12 @@ def _open_display(opts: Options, others: bool) -> Display | None:
 def run(
     opts: Options, segmenter: Segmenter | None = None, source: Source | None = None, sinks: list[Sink] = ()
 ) -> Stats:
-    """Run until the source ends, Esc/q/Ctrl-C or max_frames; print the stats line and return them.
+    """Run until the source ends, Esc/q, Ctrl-C, SIGTERM, SIGHUP or max_frames; print the stats line and
+    return them.
 
     segmenter/source: pass your own (tests, other programs); by default from opts.ckpt/opts.source.
     sinks: more places for the output frames, besides opts.output and the virtual camera.
-    An error removes the half-written output; a stop (Esc, Ctrl-C, camera lost) finishes it.
+    An error removes the half-written output; a stop (Esc, a signal, camera lost) finishes it.
     """
     validate(opts, bool(sinks))
     if opts.output and Path(opts.output).resolve() == Path(opts.source).resolve():
@@ -116,57 +131,72 @@ def run(
     model_path = resolve_model(opts.ckpt) if segmenter is None else None
     source = source or open_source(opts.source, opts.camera_size, opts.camera_fps)
     background = writer = display = reader = None
-    stats, ok = Stats(), False
-    try:
-        background = Background(opts.background) if opts.mode == "replace" else None
-        sinks = list(sinks)
-        if opts.output:
-            one = _one_image(source)
-            audio = getattr(source, "audio_path", None)  # a video file's sound goes into the output video
-            sinks.append(open_sink(opts.output, source.fps, one, opts.fourcc, audio, opts.overwrite))
-        if opts.virtual_cam:
-            sinks.append(VirtualCam(source.fps))
-        display = _open_display(opts, bool(sinks)) if opts.display else None
-        if segmenter is None:
-            # several frames in the model at once share the cores rather than oversubscribe them
-            threads = opts.threads or (max(1, (os.cpu_count() or 1) // opts.workers) if opts.workers > 1 else None)
-            # reader and writer threads share the cores: ONNX Runtime's idle threads must not spin
-            segmenter = load_segmenter(model_path, opts.backend, opts.device, threads, spin=not opts.pipeline)
-        writer = Writer(sinks, threaded=opts.pipeline)
-        reader = Prefetch(source) if opts.pipeline else None
-        # a file shown in a window plays at its own frame rate; a live source sets its own pace
-        pace = source.fps if display is not None and not source.live else None
-        loop = LiveLoop(opts, segmenter, background, writer, display, stats, pace)
-        loop.run(reader or timed_frames(source))
-        if loop.display is not None and _one_image(source):
-            loop.hold()
-        ok = True
-    except KeyboardInterrupt:
-        ok = True  # Ctrl-C is how a headless recording is stopped: finish the file
-        log("stopped (Ctrl-C)")
-    except SourceLost as error:
-        ok = True  # keep what was recorded before the camera went away
-        error.stats = stats
-        raise
-    finally:
-        if reader is not None:
-            reader.close()
-            stats.dropped = reader.dropped
-        source.close()
-        for part in (background, display):
-            if part is not None:
-                part.close()
-        if writer is not None:
-            writer.close(ok)
-        if ok:
-            _report(opts, stats)
+    stats, ok, progress = Stats(), False, Progress(None, on=False)
+    with StopSignals() as stop:
+        try:
+            background = Background(opts.background) if opts.mode == "replace" else None
+            sinks = list(sinks)
+            if opts.output:
+                one = _one_image(source)
+                audio = getattr(source, "audio_path", None)  # a video file's sound goes into the output video
+                sinks.append(open_sink(opts.output, source.fps, one, opts.fourcc, audio, opts.overwrite))
+            if opts.virtual_cam:
+                sinks.append(VirtualCam(source.fps))
+            display = _open_display(opts, bool(sinks)) if opts.display else None
+            if segmenter is None:
+                # several frames in the model at once share the cores rather than oversubscribe them
+                threads = opts.threads or (max(1, (os.cpu_count() or 1) // opts.workers) if opts.workers > 1 else None)
+                # reader and writer threads share the cores: ONNX Runtime's idle threads must not spin
+                segmenter = load_segmenter(model_path, opts.backend, opts.device, threads, spin=not opts.pipeline)
+            writer = Writer(sinks, threaded=opts.pipeline)
+            reader = Prefetch(source) if opts.pipeline else None
+            # a file shown in a window plays at its own frame rate; a live source sets its own pace
+            pace = source.fps if display is not None and not source.live else None
+            if display is None and not source.live:  # a long file run says how far it is (on a terminal)
+                progress = Progress(_total(source, opts.max_frames))
+            loop = LiveLoop(opts, segmenter, background, writer, display, stats, pace, stop, progress)
+            loop.run(reader or timed_frames(source))
+            if loop.display is not None and _one_image(source):
+                loop.hold()
+            ok = True
+        except KeyboardInterrupt as error:
+            ok = True  # Ctrl-C, SIGTERM, SIGHUP: how a headless recording is stopped; finish the file
+            progress.close()
+            log(f"stopped ({getattr(error, 'why', 'Ctrl-C')})")
+        except SourceLost as error:
+            ok = True  # keep what was recorded before the camera went away
+            error.stats = stats
+            raise
+        finally:
+            stop.finishing()  # a second signal must not cut the output short
+            progress.close()
+            if reader is not None:
+                reader.close()
+                stats.dropped = reader.dropped
+            source.close()
+            for part in (background, display):
+                if part is not None:
+                    part.close()
+            if writer is not None:
+                writer.close(ok)
+            if ok:
+                _report(opts, stats)
     return stats
+
+
+def _total(source: Source, max_frames: int | None) -> int | None:
+    """Frames the run will see: the video header's count or the folder's photos; None if unknown."""
+    total = getattr(source, "expected", 0) or len(getattr(source, "paths", ())) or None
+    return min(total, max_frames) if total and max_frames else total or max_frames
 
 
 def _report(opts: Options, stats: Stats) -> None:
     dropped = f" (live source: {stats.dropped} frames dropped to keep up)" if stats.dropped else ""
     if opts.benchmark:
-        print(stats.summary(), flush=True)
+        try:
+            print(stats.summary(), flush=True)
+        except (OSError, ValueError):  # stdout is gone (SIGHUP, a closed pipe): the output is finished
+            pass
         if dropped:
             log(dropped.strip())
     else:
@@ -186,7 +216,7 @@ class LiveLoop:
 
     def __init__(
         self, opts: Options, seg: Segmenter, background, writer: Writer, display: Display | None, stats,
-        pace: float | None = None,
+        pace: float | None = None, stop: StopSignals | None = None, progress: Progress | None = None,
     ):  # fmt: skip
         self.opts, self.seg, self.background, self.writer, self.display, self.stats = (
             opts, seg, background, writer, display, stats,
@@ -200,6 +230,8 @@ class LiveLoop:
         self.pool = ThreadPoolExecutor(opts.workers, thread_name_prefix="model") if opts.workers > 1 else None
         self.prob = None  # the last smoothed probability, kept for frames the model skips
         self.lost: list[SourceLost] = []
+        self.stop = stop or StopSignals()  # not entered: holds nothing
+        self.progress = progress or Progress(None, on=False)
 
     def run(self, frames) -> None:
         pending: deque = deque()
@@ -253,13 +285,15 @@ class LiveLoop:
         backdrop = self.background.next(image.shape[:2]) if self.background is not None else None
         out = self.compositor(image, self.prob, backdrop)
         self.last = (image, backdrop)
-        self.writer.write(out, frame.name)
+        with self.stop.held():  # a signal waits until the frame is handed over whole
+            self.writer.write(out, frame.name)
         waited = 0.0
         if self.display is not None:
             waited = self._show(out, frame.name)
         # the cost of every stage of this frame; stages overlap, so fps may beat 1000 / total_ms
         post_s = time.perf_counter() - start - waited  # waiting for a file's next frame time is no work
         self.stats.add(frame.read_s + pre_s + (model_s or 0.0) + post_s + self.writer.write_s, model_s)
+        self.progress.update(self.stats.frames, self.stats.fps)
         return self.display is not None and self.display.quit
 
     def hold(self) -> None:

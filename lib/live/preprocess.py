@@ -18,9 +18,23 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")  # 
 
 # Colour order, decided here once: frames and photos are BGR as OpenCV decodes them, and so is what
 # every segmenter takes; the network's input, the training side's augmentation and pictures are RGB.
+def read_image(path, flags: int = cv2.IMREAD_COLOR) -> np.ndarray | None:
+    """cv2.imread(path, flags) for any file name: None when the file is missing or not an image.
+
+    The one image reader of the project (photos, masks, backgrounds, frames). The bytes are read by
+    Python and decoded by OpenCV, because OpenCV 5 crashes the process (SIGSEGV) on a file name that
+    is not valid UTF-8 (b'caf\\xe9.jpg'), and such names are common on older disks and archives.
+    The decoded picture is the same as imread's, EXIF orientation included."""
+    try:
+        data = np.fromfile(path, np.uint8)
+    except (OSError, ValueError):
+        return None
+    return cv2.imdecode(data, flags) if data.size else None
+
+
 def read_frame(path) -> np.ndarray:
     """A photo as the segmenters take it: HxWx3 uint8 BGR; OSError naming the file when unreadable."""
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    image = read_image(path, cv2.IMREAD_COLOR)
     if image is None:
         raise OSError(f"{path}: not a readable image")
     return image

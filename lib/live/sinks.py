@@ -5,6 +5,9 @@ beside the target and renamed when complete. A run that fails, or a write that f
 disk, a read-only folder, a writer that stops taking frames), removes what it started, keeps
 what was there before, and says which path and why in one line. An existing --output is
 replaced only with --overwrite; the folder is checked for writing before any model is loaded.
+An --output that appears while the run writes (a second run writing the same new file) is not
+replaced: the result is kept beside it (lib.live.files.publish). A device or pipe is refused: it
+cannot hold a video's or a folder's files, and renaming one over it would destroy it.
 """
 
 import os
@@ -18,8 +21,8 @@ import numpy as np
 
 from lib.live import video_out
 from lib.live.errors import UserError
-from lib.live.files import cause, check_writable, remove, temp_sibling
-from lib.live.preprocess import IMAGE_SUFFIXES
+from lib.live.files import cause, check_writable, opencv_name, publish, special, temp_sibling
+from lib.live.preprocess import IMAGE_SUFFIXES, letterbox
 
 ALPHA_SUFFIXES = (".png", ".webp", ".tif", ".tiff")  # image formats that keep an alpha channel
 VIDEO_SUFFIXES = tuple(video_out.CODECS)
@@ -53,12 +56,25 @@ class Sink:
         """ok=False: the run failed; leave nothing half-written behind."""
 
 
-class VideoSink(Sink):
-    """A video file: PyAV (H.264, the source's sound) or, with a fourcc, OpenCV; every frame scaled
-    to the first frame's size."""
+def fit_frame(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """`image` scaled to fit (width, height) with its aspect kept, centred on black: a portrait
+    photo in a landscape video keeps its shape (bars at the sides), as a player shows it."""
+    height, width = image.shape[:2]
+    larger = size[0] > width and size[1] > height
+    fitted, _ = letterbox(image, (size[1], size[0]), interpolation=cv2.INTER_LINEAR if larger else cv2.INTER_AREA)
+    return fitted
 
-    def __init__(self, path: Path, fps: float, fourcc: str | None = None, audio_from: str | None = None):
-        self.path, self.fps, self.fourcc, self.audio_from = path, fps, fourcc, audio_from
+
+class VideoSink(Sink):
+    """A video file: PyAV (H.264, the source's sound) or, with a fourcc, OpenCV; a frame of another
+    size than the first (a folder of mixed photos) is scaled to fit it, aspect kept, black bars."""
+
+    def __init__(
+        self, path: Path, fps: float, fourcc: str | None = None, audio_from: str | None = None,
+        overwrite: bool = False,
+    ):  # fmt: skip
+        self.path, self.fps, self.fourcc, self.audio_from, self.overwrite = path, fps, fourcc, audio_from, overwrite
+        self.fitted = 0  # frames of another size, fitted with bars (said once)
         if path.suffix.lower() not in VIDEO_SUFFIXES:
             raise UserError(
                 f"--output {path}: unknown video type {path.suffix!r}; use .mp4 or .mov (H.264), .mkv (lossless), "
@@ -86,8 +102,8 @@ class VideoSink(Sink):
             return
         # a full disk makes OpenCV warn once per frame; the frame count checked at the end says it in one line
         cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
-        with _quiet_fd2():
-            self.writer = cv2.VideoWriter(str(self.tmp), cv2.VideoWriter_fourcc(*self.fourcc), self.fps, self.size)
+        with opencv_name(self.tmp) as name, _quiet_fd2():
+            self.writer = cv2.VideoWriter(name, cv2.VideoWriter_fourcc(*self.fourcc), self.fps, self.size)
         if not self.writer.isOpened():
             self.writer = None
             self.tmp.unlink(missing_ok=True)
@@ -102,7 +118,13 @@ class VideoSink(Sink):
             if self.writer is None:
                 self._open(image)
             if (image.shape[1], image.shape[0]) != self.size:
-                image = cv2.resize(image, self.size, interpolation=cv2.INTER_AREA)
+                if not self.fitted:
+                    video_out.note(
+                        f"{name} is {image.shape[1]}x{image.shape[0]}, the video {self.size[0]}x{self.size[1]} "
+                        "(its first frame's size): frames of other sizes are scaled to fit, with black bars"
+                    )
+                self.fitted += 1
+                image = fit_frame(image, self.size)
             self.writer.write(image)
         except (OSError, *video_out.errors()) as error:
             raise _failed(self.path, error, self.path.exists()) from None
@@ -111,13 +133,13 @@ class VideoSink(Sink):
     def close(self, ok: bool = True) -> None:
         try:
             self._finish(ok)
+            if ok and self.count:
+                publish(self.tmp, self.path, self.overwrite)
+                return
         except (OSError, *video_out.errors()) as error:
             self.tmp.unlink(missing_ok=True)
             raise _failed(self.path, error, self.path.exists()) from None
-        if not ok or not self.count:
-            self.tmp.unlink(missing_ok=True)
-            return
-        os.replace(self.tmp, self.path)
+        self.tmp.unlink(missing_ok=True)
 
     def _finish(self, ok: bool) -> None:
         writer, self.writer = self.writer, None
@@ -148,7 +170,8 @@ def _quiet_fd2():
 
 
 def _frames_in(path: Path) -> int:
-    cap = cv2.VideoCapture(str(path))
+    with opencv_name(path) as name:
+        cap = cv2.VideoCapture(name)
     count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if cap.isOpened() else 0
     cap.release()
     return count
@@ -158,13 +181,12 @@ class ImageSink(Sink):
     """One image file (for one-image sources) or a folder of PNGs named after the source frames.
     A folder is filled under a temporary name beside it and moved in when the run is complete."""
 
-    def __init__(self, path: Path, single: bool):
-        self.path, self.single = path, single
+    def __init__(self, path: Path, single: bool, overwrite: bool = False):
+        self.path, self.single, self.overwrite = path, single, overwrite
         self.count = 0
         self.folder = path.parent if single else temp_sibling(path)
         if not single:
             try:
-                remove(self.folder)  # left by a run that was killed
                 self.folder.mkdir()
             except OSError as error:
                 raise UserError(f"--output {path}: cannot create the folder ({cause(error)})") from None
@@ -185,7 +207,7 @@ class ImageSink(Sink):
             tmp.unlink(missing_ok=True)
             raise _failed(self.path, error, self.path.exists() and self.single) from None
         if self.single:
-            os.replace(tmp, target)
+            publish(tmp, target, self.overwrite)
         self.count += 1
 
     def close(self, ok: bool = True) -> None:
@@ -194,8 +216,8 @@ class ImageSink(Sink):
         if not ok or not self.count:
             shutil.rmtree(self.folder, ignore_errors=True)
             return
-        if not self.path.exists():
-            os.replace(self.folder, self.path)
+        if not (self.overwrite and self.path.is_dir()):
+            publish(self.folder, self.path, overwrite=False)  # a folder that appeared meanwhile is not merged into
             return
         for file in self.folder.iterdir():  # --overwrite of an existing folder: the new files move in
             os.replace(file, self.path / file.name)
@@ -209,6 +231,12 @@ def open_sink(
     """--output: a video (.mp4/.mov/.mkv/.avi), an image file (one-image sources), or a folder."""
     path = Path(output)
     suffix = path.suffix.lower()
+    kind = special(path)
+    if kind is not None:
+        raise UserError(
+            f"--output {path}: {kind}, not a file; --output writes a video, an image or a folder of images "
+            "as files (to run without saving frames, leave --output out and pass --benchmark)"
+        )
     if not path.parent.is_dir():  # like a file's folder, a new folder's parent must exist: no tree of typos
         raise UserError(f"--output {path}: folder {path.parent} does not exist")
     folder_out = path.is_dir() or not suffix
@@ -225,10 +253,10 @@ def open_sink(
     if suffix in IMAGE_SUFFIXES and not folder_out:
         if not single_image_source:
             raise UserError(f"--output {path}: one image file, but the source has several frames; pass a folder")
-        return ImageSink(path, single=True)
+        return ImageSink(path, single=True, overwrite=overwrite)
     if folder_out:
-        return ImageSink(path, single=False)
-    return VideoSink(path, fps, fourcc, audio_from)
+        return ImageSink(path, single=False, overwrite=overwrite)
+    return VideoSink(path, fps, fourcc, audio_from, overwrite)
 
 
 VIRTUAL_CAM_HELP = (

@@ -15,7 +15,8 @@ import numpy as np
 
 from lib.live.compose import fit_background
 from lib.live.errors import UserError
-from lib.live.preprocess import IMAGE_SUFFIXES
+from lib.live.files import opencv_name
+from lib.live.preprocess import IMAGE_SUFFIXES, read_image
 
 SOURCE_HELP = "a camera index (0), a video file, an image, or a folder of images"
 
@@ -35,11 +36,15 @@ class Frame:
 
 
 def quiet_capture(target: int | str) -> cv2.VideoCapture:
-    """VideoCapture without OpenCV's backend warnings on a failed open; our message says it better."""
+    """VideoCapture without OpenCV's backend warnings on a failed open; our message says it better.
+    Any file name (lib.live.files.opencv_name: OpenCV crashes on names that are not UTF-8)."""
     level = cv2.utils.logging.getLogLevel()
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
     try:
-        return cv2.VideoCapture(target)
+        if isinstance(target, int) or "://" in target:
+            return cv2.VideoCapture(target)
+        with opencv_name(target) as name:
+            return cv2.VideoCapture(name)
     finally:
         cv2.utils.logging.setLogLevel(level)
 
@@ -180,7 +185,7 @@ class ImageSource(Source):
         while self.index < len(self.paths):
             path = self.paths[self.index]
             self.index += 1
-            image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+            image = read_image(path)
             if image is not None:
                 return Frame(image, path.stem)
             if len(self.paths) == 1:
@@ -231,7 +236,7 @@ class Background:
         self.cap = None
         self.cache: tuple[tuple[int, int], np.ndarray] | None = None
         if path.suffix.lower() in IMAGE_SUFFIXES:
-            self.image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+            self.image = read_image(path)
             if self.image is None:
                 raise UserError(f"--background {path}: not a readable image")
             return

@@ -1,5 +1,6 @@
 """Video files written with PyAV (FFmpeg in its wheels, on Linux, macOS and Windows): H.264 where
-that FFmpeg has an encoder for it, and the source video's sound copied packet by packet.
+that FFmpeg has an encoder for it, and the source video's sound tracks and subtitles copied packet
+by packet (every one the container takes; one note names those it cannot).
 
 The headless OpenCV the training stack pins cannot write H.264 and drops the sound; PyAV does
 both in-process (measured: libx264 and the aac/mp3 muxers are in its wheels). The file is written
@@ -35,6 +36,8 @@ COPIES = {
     ".mov": {"aac", "mp3", "alac", "ac3", "eac3", "pcm_s16le", "pcm_s24le"},
     ".avi": {"mp3", "ac3", "pcm_s16le", "aac"},
 }
+# subtitle codecs each container takes as they are; .mkv takes any, .avi none
+SUBTITLES = {".mp4": {"mov_text"}, ".m4v": {"mov_text"}, ".mov": {"mov_text"}, ".avi": set()}
 MIN_SIDE = 16  # smaller frames make no sensible video (H.264 works on 16x16 blocks)
 
 
@@ -76,29 +79,45 @@ class AvWriter:
         self.video.pix_fmt = self.pix_fmt
         if codec == "libx264":  # good quality at a fraction of the default preset's CPU
             self.video.options = {"crf": "20", "preset": "veryfast"}
-        self.audio_in = self.audio = self.packets = None
+        self.audio_in = self.packets = self.pending = None  # pending: a packet read ahead of the video
+        self.copies: dict[int, tuple] = {}  # source stream index -> (output stream, what it is)
         if audio_from:
-            self._open_audio(audio_from)
+            self._open_tracks(audio_from)
 
-    def _open_audio(self, source: str) -> None:
+    def _open_tracks(self, source: str) -> None:
+        """Every sound and subtitle track of the source that the container takes, as it is."""
         try:
             self.audio_in = av.open(source)
         except av.FFmpegError:
             return  # OpenCV decodes it but FFmpeg's demuxer cannot: no sound to keep
-        if not self.audio_in.streams.audio:
+        suffix, sounds, dropped = self.path.suffix.lower(), len(self.audio_in.streams.audio), []
+        for stream in self.audio_in.streams:
+            if stream.type not in ("audio", "subtitle"):
+                continue
+            name = stream.codec.canonical_name  # mp3, not the decoder's mp3float
+            if stream.type == "subtitle":
+                what, takes = f"subtitles ({name})", SUBTITLES.get(suffix)
+            else:
+                number = f" track {list(self.audio_in.streams.audio).index(stream) + 1}" if sounds > 1 else ""
+                what, takes = f"sound{number} ({name})", COPIES.get(suffix)
+            if takes is None or name in takes:
+                try:
+                    self.copies[stream.index] = (self.container.add_stream_from_template(stream), what)
+                    continue
+                except (ValueError, av.FFmpegError):
+                    pass  # the muxer refuses this codec after all
+            dropped.append(what)
+        if dropped:
+            them = "it" if len(dropped) == 1 and not dropped[0].startswith("subtitles") else "them"
+            note(
+                f"the source's {' and '.join(dropped)} cannot be copied into {suffix}; writing without {them} "
+                f"(.mkv keeps {them})"
+            )
+        if not self.copies:
             self.audio_in.close()
             self.audio_in = None
             return
-        stream = self.audio_in.streams.audio[0]
-        name, suffix = stream.codec_context.name, self.path.suffix.lower()
-        if suffix in COPIES and name not in COPIES[suffix]:
-            note(f"the source's sound ({name}) cannot be copied into {suffix}; writing without it (.mkv keeps it)")
-            self.audio_in.close()
-            self.audio_in = None
-            return
-        self.audio = self.container.add_stream_from_template(stream)
-        self.packets = self.audio_in.demux(stream)
-        self.pending = None  # a packet read ahead of the video
+        self.packets = self.audio_in.demux([self.audio_in.streams[index] for index in self.copies])
 
     def write(self, image: np.ndarray) -> None:
         if (image.shape[1], image.shape[0]) != self.size:
@@ -112,7 +131,7 @@ class AvWriter:
         self._audio_until(self.count / self.rate)
 
     def _audio_until(self, seconds) -> None:
-        """Copy the sound up to the video's time so far, so the two stay interleaved in the file."""
+        """Copy sound and subtitles up to the video's time so far, so they stay interleaved in the file."""
         while self.packets is not None:
             try:
                 packet = self.pending or next(self.packets, None)
@@ -124,13 +143,18 @@ class AvWriter:
             if packet is None:
                 self.packets = None
                 return
-            if packet.pts is None:  # the demuxer's flush packet
+            if packet.pts is None or packet.stream.index not in self.copies:  # a flush packet, a track given up
                 continue
             if packet.pts * packet.time_base >= seconds:
                 self.pending = packet
                 return
-            packet.stream = self.audio
-            self.container.mux(packet)
+            index = packet.stream.index
+            packet.stream, what = self.copies[index]
+            try:
+                self.container.mux(packet)
+            except av.FFmpegError as error:  # odd timestamps in one track: the video and the others go on
+                note(f"the source's {what} could not be copied past {float(seconds):.1f} s ({error}); left out after")
+                del self.copies[index]
 
     def finish(self) -> None:
         for packet in self.video.encode(None):
