@@ -3,7 +3,10 @@ talking clip, a segmenter that needs no model. Imported as `from helpers import 
 the path); fixtures live in conftest.py."""
 
 import json
+import os
+import stat
 import zlib
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -169,3 +172,96 @@ def bright_segmenter(noise: float = 0.0, fail_at: int | None = None, scale: floa
 
     backend.calls = 0
     return Segmenter(backend, FIXTURE_INFO, name="bright")
+
+
+# A film's source: two sound tracks and subtitles
+
+
+def make_tracks(path: Path, frames: int = 15) -> Path:
+    """.mkv: FFV1 video, an AAC and an MP3 sound track (a second language), ASS subtitles; 1 s at 15 fps."""
+    with av.open(str(path), "w") as out:
+        video = out.add_stream("ffv1", rate=FPS)
+        video.width, video.height, video.pix_fmt = TALK_W, TALK_H, "bgr0"
+        sounds = {codec: out.add_stream(codec, rate=RATE) for codec in ("aac", "mp3")}
+        for sound in sounds.values():
+            sound.layout = "mono"
+        subtitles = out.add_stream("ass")
+        subtitles.codec_context.time_base = Fraction(1, 1000)
+        for i in range(frames):
+            frame = np.full((TALK_H, TALK_W, 3), 40 + 10 * i, np.uint8)
+            for packet in video.encode(av.VideoFrame.from_ndarray(frame, format="bgr24")):
+                out.mux(packet)
+        tone = (0.3 * np.sin(2 * np.pi * 440 * np.arange(RATE * frames // FPS) / RATE)).astype(np.float32)
+        for codec, sound in sounds.items():
+            step = {"aac": 1024, "mp3": 1152}[codec]  # samples a frame of each codec takes
+            for start in range(0, tone.size - step + 1, step):
+                chunk = av.AudioFrame.from_ndarray(
+                    tone[None, start : start + step].copy(), format="fltp", layout="mono"
+                )
+                chunk.rate, chunk.pts = RATE, start
+                for packet in sound.encode(chunk):
+                    out.mux(packet)
+            for packet in sound.encode(None):
+                out.mux(packet)
+        for packet in video.encode(None):
+            out.mux(packet)
+        line = av.Packet(b"0,0,Default,,0,0,0,,hello")
+        line.stream, line.pts, line.dts, line.duration = subtitles, 100, 100, 500
+        line.time_base = Fraction(1, 1000)
+        out.mux(line)
+    return path
+
+
+# Real devices, pipes and terminals for the file-writing rules (lib.live.files)
+
+NODES = {"null": (stat.S_IFCHR, 1, 3), "full": (stat.S_IFCHR, 1, 7), "block": (stat.S_IFBLK, 7, 250)}
+
+
+def device_node(folder: Path, name: str, kind: str) -> Path:
+    """A real node in `folder`: 'null' and 'full' (the character devices /dev/null and /dev/full are),
+    'block' (a loop disk number no system uses) or 'fifo'. Made here, not used in /dev, so a
+    regression replaces a node of the test's own. pytest.skip where nodes cannot be made (not root)."""
+    import pytest
+
+    path = folder / name
+    try:
+        if kind == "fifo":
+            os.mkfifo(path)
+        else:
+            mode, major, minor = NODES[kind]
+            os.mknod(path, mode | 0o666, os.makedev(major, minor))
+    except PermissionError as error:
+        pytest.skip(f"cannot make a device node here (needs root): {error}")
+    return path
+
+
+def node_kind(path: Path) -> tuple[int, int]:
+    """(file type, device number) of a path, without following a link."""
+    info = os.lstat(path)
+    return stat.S_IFMT(info.st_mode), info.st_rdev
+
+
+def count_frames(path: Path) -> int:
+    with av.open(str(path)) as container:
+        return sum(1 for _ in container.decode(video=0))
+
+
+def on_terminal(command: list, cwd: Path, timeout: float = 120) -> tuple[int, str]:
+    """Run `command` with stderr on a real pseudo-terminal (as in a shell window); (exit status, what it showed)."""
+    import pty
+    import subprocess
+
+    master, slave = pty.openpty()
+    run = subprocess.Popen(command, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=slave)
+    os.close(slave)
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:  # EIO: the program closed the terminal's other side
+            break
+        if not chunk:
+            break
+        shown += chunk
+    os.close(master)
+    return run.wait(timeout=timeout), shown.decode(errors="replace")

@@ -157,3 +157,57 @@ def test_fit_into_keeps_the_aspect_and_centres():
     assert fitted.shape == (150, 300, 3) and (left, top) == (0, 75)
     fitted, (left, top) = fit_into(image, (100, 400))
     assert fitted.shape == (50, 100, 3) and (left, top) == (0, 175)
+
+
+def label_region(image: np.ndarray) -> np.ndarray:
+    """Where the FPS line sits (lib.live.stats.Stats.draw: text from (8, 20), about 10 px high)."""
+    return image[8:24, 10:200].astype(int)
+
+
+def check_readable(region: np.ndarray) -> None:
+    grey = region.mean(axis=2)
+    assert np.median(grey) < 100  # a dark box behind the text, whatever the frame
+    text = grey > 200
+    assert 0.05 < text.mean() < 0.5  # white strokes on it: glyphs, not a blank bar
+    assert grey[text].mean() - grey[~text].mean() > 150  # and they stand out
+
+
+def test_the_fps_line_has_a_dark_box_on_a_white_frame():
+    from lib.live.stats import Stats
+
+    stats = Stats()
+    stats.fps_now, stats.last_model_ms, stats.last_total_ms = 29.7, 12.3, 30.1
+    white = np.full((H, W, 3), 255, np.uint8)
+    drawn = stats.draw(white)
+    check_readable(label_region(drawn))
+    assert (drawn[40:] == 255).all()  # the rest of the frame untouched
+
+
+@pytest.mark.slow
+def test_the_fps_line_is_readable_on_screen_on_a_white_frame(xserver, tmp_path):
+    clip = tmp_path / "white.avi"
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"FFV1"), FPS, (W, H))
+    for _ in range(FRAMES):
+        writer.write(np.full((H, W, 3), 255, np.uint8))  # a white wall: the frame the old label vanished on
+    writer.release()
+    run = subprocess.Popen(
+        [sys.executable, "webcam.py", "--source", str(clip), "--threads", "1"],
+        cwd=ROOT, env=xserver, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        x, y, w, h = window_box(xserver, run)
+        end, shot = time.monotonic() + 20, None
+        while time.monotonic() < end:  # until a frame with its line is up
+            shot = screen(xserver)[y : y + h, x : x + w]
+            if np.median(label_region(shot).mean(axis=2)) < 100:
+                break
+            time.sleep(0.2)
+        cv2.imwrite(str(tmp_path / "label.png"), shot)  # to look at: pytest keeps a failed test's tmp_path
+        check_readable(label_region(shot))
+        assert (shot[60:] > 240).all()  # the frame itself is white on the screen
+        subprocess.run(["xdotool", "mousemove", str(x + w // 2), str(y + h // 2)], env=xserver, check=True)
+        subprocess.run(["xdotool", "key", "q"], env=xserver, check=True)
+        _, err = run.communicate(timeout=30)
+    finally:
+        run.kill()
+    assert run.returncode == 0 and "Traceback" not in err, err

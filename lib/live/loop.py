@@ -285,15 +285,15 @@ class LiveLoop:
         backdrop = self.background.next(image.shape[:2]) if self.background is not None else None
         out = self.compositor(image, self.prob, backdrop)
         self.last = (image, backdrop)
-        with self.stop.held():  # a signal waits until the frame is handed over whole
+        with self.stop.held():  # a signal waits until the frame is written and counted
             self.writer.write(out, frame.name)
-        waited = 0.0
-        if self.display is not None:
-            waited = self._show(out, frame.name)
-        # the cost of every stage of this frame; stages overlap, so fps may beat 1000 / total_ms
-        post_s = time.perf_counter() - start - waited  # waiting for a file's next frame time is no work
-        self.stats.add(frame.read_s + pre_s + (model_s or 0.0) + post_s + self.writer.write_s, model_s)
-        self.progress.update(self.stats.frames, self.stats.fps)
+            waited = 0.0
+            if self.display is not None:
+                waited = self._show(out, frame.name)
+            # the cost of every stage of this frame; stages overlap, so fps may beat 1000 / total_ms
+            post_s = time.perf_counter() - start - waited  # waiting for a file's next frame time is no work
+            self.stats.add(frame.read_s + pre_s + (model_s or 0.0) + post_s + self.writer.write_s, model_s)
+            self.progress.update(self.stats.frames, self.stats.fps)
         return self.display is not None and self.display.quit
 
     def hold(self) -> None:

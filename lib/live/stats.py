@@ -111,7 +111,7 @@ class Progress:
 
 def _columns(stream) -> int:
     try:
-        return os.get_terminal_size(stream.fileno()).columns
+        return os.get_terminal_size(stream.fileno()).columns or 80  # 0: a terminal that never set its size
     except (AttributeError, OSError, ValueError):
         return 80
 
