@@ -21,6 +21,7 @@ from helpers import count_frames, device_node, make_tracks, node_kind, on_termin
 
 from lib.live.errors import UserError
 from lib.live.files import OutputTaken, check_output_file, publish, write_text
+from lib.live.preprocess import read_frame, read_image
 from lib.live.stop import Stopped, StopSignals
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -378,6 +379,38 @@ def odd_names(files, tmp_path_factory) -> Path:
     with open(raw + b"/bg\xe9.png", "wb") as out:
         out.write((files / "bg.png").read_bytes())
     return folder
+
+
+READS = [
+    # (file name as bytes, flags, shape read: None when it is no image)
+    (b"caf\xe9.jpg", cv2.IMREAD_COLOR, (H, W, 3)),
+    (b"masque\xe9.png", cv2.IMREAD_UNCHANGED, (H, W, 4)),  # a matte with its alpha, as masks are read
+    (b"masque\xe9.png", cv2.IMREAD_GRAYSCALE, (H, W)),
+    (b"texte\xe9.jpg", cv2.IMREAD_COLOR, None),
+    (b"vide\xe9.png", cv2.IMREAD_COLOR, None),
+    (b"absent\xe9.png", cv2.IMREAD_COLOR, None),
+]
+
+
+@pytest.mark.parametrize("name,flags,shape", READS, ids=[f"{n.decode('latin-1')}-{f}" for n, f, _ in READS])
+def test_the_shared_image_reader_takes_any_name(tmp_path, name, flags, shape):
+    """lib.live.preprocess.read_image / read_frame: photos and masks of every reader (webcam, evaluate, pairs)."""
+    raw = os.fsencode(tmp_path) + b"/"
+    contents = {
+        b"caf\xe9.jpg": cv2.imencode(".jpg", np.full((H, W, 3), 90, np.uint8))[1].tobytes(),
+        b"masque\xe9.png": cv2.imencode(".png", np.full((H, W, 4), 255, np.uint8))[1].tobytes(),
+        b"texte\xe9.jpg": b"not a picture",
+        b"vide\xe9.png": b"",
+    }
+    for made, data in contents.items():
+        with open(raw + made, "wb") as out:
+            out.write(data)
+    path = Path(os.fsdecode(raw + name))  # how Python hands such a name over: surrogates, as argv does
+    image = read_image(path, flags)  # OpenCV's own imread crashed the process (SIGSEGV) here
+    assert (None if image is None else image.shape) == shape
+    if flags == cv2.IMREAD_COLOR and shape is None:
+        with pytest.raises(OSError, match="not a readable image"):
+            read_frame(path)
 
 
 NAMES = [
