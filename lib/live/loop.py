@@ -152,7 +152,7 @@ def run(
             reader = Prefetch(source) if opts.pipeline else None
             # a file shown in a window plays at its own frame rate; a live source sets its own pace
             pace = source.fps if display is not None and not source.live else None
-            if display is None and not source.live:  # a long file run says how far it is (on a terminal)
+            if display is None and not source.live and not _one_image(source):  # how far a long file run is
                 progress = Progress(_total(source, opts.max_frames))
             loop = LiveLoop(opts, segmenter, background, writer, display, stats, pace, stop, progress)
             loop.run(reader or timed_frames(source))
