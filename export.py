@@ -15,7 +15,7 @@ import lib.training.configurables  # noqa: F401  (checks the training stack, reg
 from lib.live.checks import check_number
 from lib.live.errors import UserError, run_cli
 from lib.live.files import check_writable
-from lib.training.export import FORMATS, SUFFIXES, export_all, webcam_like_frames
+from lib.training.export import FORMATS, SUFFIXES, export_all, matches, webcam_like_frames
 from lib.training.model import load_checkpoint
 from lib.training.provenance import calibration_pairs
 
@@ -41,14 +41,13 @@ def main() -> None:
     if unknown or not formats:
         wanted = f"expected some of {','.join(FORMATS)}"
         raise UserError(f"--formats {args.formats}: unknown {', '.join(unknown) or 'none given'}; {wanted}")
-    # before the model is loaded: nothing the user has is replaced unasked, and a folder that
-    # cannot be written is named before any work
+    # a folder that cannot be written is named before any work
     out = Path(args.out) if args.out else ckpt.parent
     check_writable(out, "--out")
-    existing = [str(out / f"{ckpt.stem}{SUFFIXES[f]}") for f in formats if (out / f"{ckpt.stem}{SUFFIXES[f]}").exists()]
-    if existing and not args.overwrite:
-        raise UserError(f"{', '.join(existing)}: exists already; pass --overwrite to replace it")
     model, info = load_checkpoint(ckpt)
+    formats = keep_matching_exports(model.float().eval().cpu(), info, ckpt, out, formats, args.overwrite)
+    if not formats:
+        return
     calibration = check = None
     if "int8" in formats:
         calibrate_on, check_on, source = calibration_pairs(ckpt, info, args.calibration_data)
@@ -63,6 +62,32 @@ def main() -> None:
         else:
             print(f"{fmt:<12} {result['path']}  max |diff| vs eager {result['max_abs_diff']:.2e} "
                   f"at sizes {result['sizes']}")  # fmt: skip
+
+
+def keep_matching_exports(model, info, ckpt: Path, out: Path, formats: list[str], overwrite: bool) -> list[str]:
+    """The formats still to write. Nothing the user has is replaced unasked: an export already there
+    that is this checkpoint's (same network and input, output within the tolerance: a run folder's
+    best.ts and best.onnx, written by train.py) is kept with a note; any other file there stops
+    the command in one line, unless --overwrite."""
+    if overwrite:
+        return formats
+    todo, others = [], []
+    for fmt in formats:
+        path = out / f"{ckpt.stem}{SUFFIXES[fmt]}"
+        if not path.exists():
+            todo.append(fmt)
+            continue
+        diff, why = matches(model, info, path, fmt)
+        if diff is None:
+            others.append(f"{path} ({why})")
+        else:
+            print(f"{fmt:<12} {path}  exists and matches {ckpt.name} (max |diff| {diff:.2e}): kept")
+    if others:
+        raise UserError(
+            f"{'; '.join(others)}: exists already and is not an export of {ckpt} that this command can check; "
+            "pass --overwrite to replace it, or --out another folder"
+        )
+    return todo
 
 
 if __name__ == "__main__":

@@ -265,3 +265,33 @@ def on_terminal(command: list, cwd: Path, timeout: float = 120) -> tuple[int, st
         shown += chunk
     os.close(master)
     return run.wait(timeout=timeout), shown.decode(errors="replace")
+
+
+# Masks as people's datasets store them, and file names that are not UTF-8 (lib.training.pairs)
+
+
+def restyle_masks(root: Path, style: str) -> Path:
+    """Rewrite a folder-layout root's 0/255 masks: 'grey100' (0 and 100 only: a hard mask of
+    another value), 'soft100' (a soft edge, 0..100: never reaching half of 255), 'blank' (all 0)."""
+    for path in sorted((root / "masks").iterdir()):
+        person = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE) > 0
+        if style == "grey100":
+            values = person.astype(np.uint8) * 100
+        elif style == "soft100":
+            values = np.round(cv2.GaussianBlur(person.astype(np.float32), (9, 9), 3) * 100).astype(np.uint8)
+        else:
+            values = np.zeros_like(person, np.uint8)
+        cv2.imwrite(str(path), values)
+    return root
+
+
+LATIN1 = "caf\udce9"  # b'caf\xe9' (latin-1 'café') as Python carries a name that is not UTF-8
+
+
+def latin1_names(root: Path) -> Path:
+    """Give every photo and mask of a folder-layout root a name that is not UTF-8 (b'caf\\xe9-0000.jpg'):
+    real bytes on disk, as a camera or an old archive leaves them."""
+    for kind in ("images", "masks"):
+        for path in sorted((root / kind).iterdir()):
+            os.rename(bytes(path), bytes(path.with_name(f"{LATIN1}-{path.name}")))
+    return root

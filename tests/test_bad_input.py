@@ -24,11 +24,26 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from helpers import ROOT, TINY, draw_pair, make_aisegment, make_folder, outcome, reset
+from helpers import (
+    LATIN1,
+    ROOT,
+    TINY,
+    device_node,
+    draw_pair,
+    latin1_names,
+    make_aisegment,
+    make_folder,
+    node_kind,
+    outcome,
+    reset,
+    restyle_masks,
+)
 from PIL import Image
 
 import lib
 from lib.training.config import parse
+from lib.training.export import export_all
+from lib.training.model import load_checkpoint
 
 
 @dataclass
@@ -38,7 +53,8 @@ class Case:
     code: int
     line: str  # a fragment of the one line the user reads (error:, warning: or note:)
     changes: tuple = ()  # paths (relative to the test folder) the case may change
-    needs: tuple = field(default_factory=tuple)  # fixtures beyond the basic ones: "readonly", "full", "run"
+    needs: tuple = field(default_factory=tuple)  # fixtures beyond the basic ones: "readonly", "full", "run", ...
+    absent: tuple = ()  # paths (relative to the test folder) that must not be there afterwards
 
 
 SMOKE = str(ROOT / "gin" / "smoke.gin")
@@ -136,7 +152,56 @@ CASES = {
     "evaluate a mis-tagged EXIF photo": ev("--ckpt {ckpt} --data {mistagged} --workers 0", 0,
                                            "mask is 80x48 but its image is 48x80"),
     # export.py
-    "export over an existing file": ex("--formats onnx --out {old_exports}", 2, "exists already; pass --overwrite"),
+    "export over an existing file": ex("--formats onnx --out {old_exports}", 2,
+                                       "tiny.onnx (not a readable ONNX file"),
+    "export.py as the README says, on a run folder train.py made": cli(
+        "export.py", "--ckpt {run}/weights/best.pt --formats torchscript,onnx,smp,half", 0,
+        "best.onnx  exists and matches best.pt", changes=("run/weights/best_smp", "run/weights/best_fp16.pt"),
+        needs=("run", "exported"),
+    ),
+    # devices are written into, never replaced (lib.live.files); the worst photos' picture needs a file
+    "evaluate --json into a full device": ev(
+        "--ckpt {ckpt} --data {folder} --workers 0 --json {nodes}/full", 2,
+        "--json {nodes}/full: could not write into this character device: no space left on the disk (ENOSPC)",
+        needs=("nodes",),
+    ),
+    "evaluate --json into a null device": ev(
+        "--ckpt {ckpt} --data {folder} --workers 0 --json {nodes}/null", 0,
+        "note: --json {nodes}/null is a character device: the worst photos' picture goes beside a file only",
+        needs=("nodes",),
+    ),
+    # file names that are not UTF-8 (b'caf\xe9-0000.jpg'): OpenCV crashed the process on them
+    "evaluate photos whose names are not UTF-8": ev(
+        "--ckpt {ckpt} --data {latin1} --workers 0", 0, "latin1/images/caf\\xe9-broken.jpg: not a readable image",
+    ),
+    "train on photos whose names are not UTF-8": tr(
+        "make_splits.roots = ['{latin1}']", "latin1/images/caf\\xe9-broken.jpg: not a readable image", 0,
+        changes=("exps",),
+    ),
+    # a diverging run, a full disk, gin text that is not UTF-8
+    "lr 3, which always diverges": tr("train.lr = 3", "train.lr=3: expected a number > 0 and <= 1"),
+    "a diverging run": tr("train.lr = 1", "the training diverged and was stopped; {exps}/exp1/metrics.json holds",
+                          changes=("exps",)),
+    "disk full at the first checkpoint": tr(
+        "train.run_root = '{bigfull}/exps'",
+        "could not save checkpoint {bigfull}/exps/exp1/checkpoints/step_4: no space left on the disk (ENOSPC); no "
+        "checkpoint was saved yet, so there is nothing to resume and the unfinished run folder {bigfull}/exps/exp1 "
+        "was removed: make room on that disk or point train.run_root at another, then start the run again",
+        changes=("bigfull/exps",), needs=("bigfull",), absent=("bigfull/exps/exp1",),
+    ),
+    "gin file with a latin-1 byte": cli("train.py", "--gin {latin1_gin}", 2,
+                                        "latin1.gin, line 2, column 24 (byte offset 34): byte 0xe9 is not UTF-8"),
+    "include of a gin file with a latin-1 byte": cli("train.py", "--gin {includes_latin1}", 2,
+                                                     "latin1.gin, line 2, column 24 (byte offset 34): byte 0xe9"),
+    # what the masks hold
+    "evaluate 0/100 masks": ev("--ckpt {ckpt} --data {grey100} --workers 0", 0,
+                               "masks in {grey100} hold 0 and 100, not 0/255: read as hard masks, 100 the person"),
+    "evaluate soft masks that never reach half scale": ev("--ckpt {ckpt} --data {soft100} --workers 0", 0,
+                                                          "masks in {soft100} hold values 0..100, not 0/255"),
+    "evaluate a root whose every mask is empty": ev("--ckpt {ckpt} --data {blank} --workers 0", 0,
+                                                    "warning: every mask in {blank} is empty"),
+    "train on a root whose every mask is empty": tr("make_splits.roots = ['{aiseg}', '{blank}']",
+                                                    "warning: every mask in {blank} is empty", 0, changes=("exps",)),
     "export to a read-only folder": ex("--formats onnx --out {readonly}/out", 2, READ_ONLY, needs=("readonly",)),
     "export onto a full disk": ex(
         "--formats onnx --out {full} --overwrite", 2,
@@ -261,12 +326,21 @@ def context(tmp_path, tiny_checkpoint, request) -> dict:
     (tmp_path / "old_exports").mkdir()
     (tmp_path / "old_exports" / "tiny.onnx").write_bytes(b"the user's own file")
     ctx["old_exports"] = str(tmp_path / "old_exports")
+    for style in ("grey100", "soft100", "blank"):
+        ctx[style] = str(restyle_masks(make_folder(tmp_path / style, n=8), style))
+    latin1 = latin1_names(make_folder(tmp_path / "latin1", n=8))
+    (latin1 / "images" / f"{LATIN1}-broken.jpg").write_bytes(b"not a photo")
+    (latin1 / "masks" / f"{LATIN1}-broken.png").write_bytes((latin1 / "masks" / f"{LATIN1}-0000.png").read_bytes())
+    ctx["latin1"] = str(latin1)
+    (tmp_path / "latin1.gin").write_bytes(b"# a recipe\ntrain.epochs = 2  # caf\xe9 au lait\n")
+    (tmp_path / "includes.gin").write_text(f"include '{tmp_path / 'latin1.gin'}'\n")
+    ctx["latin1_gin"], ctx["includes_latin1"] = str(tmp_path / "latin1.gin"), str(tmp_path / "includes.gin")
     return ctx
 
 
 @pytest.mark.parametrize("name", list(CASES))
 def test_bad_input(name, context, tmp_path, monkeypatch, capfd, request):
-    case = CASES[name]
+    case, kinds = CASES[name], {}
     if "readonly" in case.needs:
         mount_tmpfs(tmp_path / "readonly", "ro,size=64k")
         request.addfinalizer(lambda: subprocess.run(["umount", str(tmp_path / "readonly")]))
@@ -281,6 +355,18 @@ def test_bad_input(name, context, tmp_path, monkeypatch, capfd, request):
         context["run"] = str(tmp_path / "run")
         data = json.loads((tmp_path / "run" / "run.json").read_text())["data"]
         context["run_aiseg"], context["run_folder"] = data["roots"]
+    if "exported" in case.needs:  # what train.py's default train.export_formats leaves in weights/
+        model, info = load_checkpoint(tmp_path / "run" / "weights" / "best.pt")
+        export_all(model, info, tmp_path / "run" / "weights", "best", ("torchscript", "onnx"))
+    if "nodes" in case.needs:
+        (tmp_path / "nodes").mkdir()
+        context["nodes"] = str(tmp_path / "nodes")
+        kinds = {name: node_kind(device_node(tmp_path / "nodes", name, name)) for name in ("null", "full")}
+    if "bigfull" in case.needs:  # room for the weights, not for the first checkpoint (about 160 MB with them)
+        mount_tmpfs(tmp_path / "bigfull", "size=160m")
+        # lazily: the failed save's file stays open in the traceback pytest keeps, which keeps the disk busy
+        request.addfinalizer(lambda: subprocess.run(["umount", "-l", str(tmp_path / "bigfull")]))
+        context["bigfull"] = str(tmp_path / "bigfull")
     if "damaged" in case.needs:
         newest = sorted((tmp_path / "run" / "checkpoints").iterdir())[-1]
         weights = newest / "model.safetensors"
@@ -300,6 +386,9 @@ def test_bad_input(name, context, tmp_path, monkeypatch, capfd, request):
     after = snapshot(tmp_path)
     changed = {k for k in before.keys() | after.keys() if before.get(k) != after.get(k)}
     assert {k for k in changed if not k.startswith(case.changes or ("\0",))} == set(), "changed: " + str(changed)
+    assert [p for p in case.absent if (tmp_path / p).exists()] == []
+    if "nodes" in case.needs:  # still the devices they were (type and device number), not files
+        assert {name: node_kind(tmp_path / "nodes" / name) for name in kinds} == kinds
 
 
 def test_an_exif_turned_phone_photo_whose_mask_is_upright_is_scored(tmp_path, tiny_checkpoint, capsys):
@@ -358,3 +447,53 @@ def test_bad_input_in_a_real_process(name, context, tmp_path):
     assert proc.returncode == case.code and "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines() == [line for line in proc.stderr.strip().splitlines() if case.line in line]
     assert not (tmp_path / "exps").exists()
+
+
+@pytest.mark.slow  # a real process, its photos decoded in two loader workers
+def test_photos_whose_names_are_not_utf8_are_scored_in_a_real_process(context, tmp_path):
+    """OpenCV 5 crashed the process (SIGSEGV: exit -11, 139 in a shell) on such a name; now every
+    photo is read through its bytes, and the names reach the json as they are on disk."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline"}
+    scores = tmp_path / "scores.json"
+    command = [sys.executable, str(ROOT / "evaluate.py"), "--ckpt", context["ckpt"], "--data", context["latin1"],
+               "--workers", "2", "--json", str(scores)]  # fmt: skip
+    proc = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    result = json.loads(scores.read_text())
+    assert result["n"] == 8 and all(Path(p["image"]).name.startswith(LATIN1) for p in result["per_image"])
+    assert (tmp_path / "scores_worst.png").is_file()  # its captions name the photos too
+
+
+# The address space a tiny run needs here: ~6 GB, most of it the CUDA build of torch's libraries,
+# mapped but never touched. OMP_NUM_THREADS=1 and MALLOC_ARENA_MAX=1 keep threads and allocator
+# arenas from adding gigabytes of it on a machine with many cores.
+MEMORY_LIMIT = 7 * 2**30
+
+
+@pytest.mark.slow  # two training processes under a real memory limit (about a minute each here)
+def test_running_out_of_memory_says_what_to_lower_and_leaves_no_run_folder(context, tmp_path):
+    import resource
+
+    def limited(*bindings: str) -> subprocess.CompletedProcess:
+        args = [fill(arg, context) for arg in TRAIN] + [a for b in bindings for a in ("--gin-param", b)]
+        env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline", "OMP_NUM_THREADS": "1",
+               "MALLOC_ARENA_MAX": "1"}  # fmt: skip
+        return subprocess.run(
+            [sys.executable, str(ROOT / "train.py"), *args], cwd=tmp_path, env=env, capture_output=True, text=True,
+            timeout=600, preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT)),
+        )  # fmt: skip
+
+    control = limited("train.max_steps = 1")  # the limit leaves room for the tiny run itself
+    if any(words in control.stderr for words in ("out of memory", "failed to map segment")):
+        pytest.skip(f"a tiny run needs more than {MEMORY_LIMIT >> 30} GB of address space on this machine")
+    assert control.returncode == 0, control.stderr[-2000:]
+    shutil.rmtree(tmp_path / "exps")
+    proc = limited("build_dataloaders.input_size = (3072, 2304)")
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr and len(errors) == 1, proc.stderr[-3000:]
+    assert errors[0].startswith(
+        "error: out of memory while training at input 3072x2304 with batch size 2 (validation 2): lower "
+        "build_dataloaders.batch_size (and val_batch_size) or build_dataloaders.input_size"
+    )
+    assert f"the unfinished run folder {tmp_path / 'exps' / 'exp1'} was removed" in errors[0]
+    assert list((tmp_path / "exps").iterdir()) == []

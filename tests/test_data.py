@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from helpers import make_folder
+from helpers import LATIN1, latin1_names, make_folder, restyle_masks
 
 import lib.training.data
 from lib.live.errors import UserError
@@ -19,7 +19,7 @@ from lib.training.data import (
     make_splits,
     read_pair,
 )
-from lib.training.pairs import read_mask, scan_root
+from lib.training.pairs import mask_survey, read_mask, scan_root
 from lib.training.run_folder import load_splits, save_splits
 from lib.training.splits import split_pairs
 from lib.training.transforms import EvalTransform, TrainTransform
@@ -235,3 +235,74 @@ def test_a_recipes_splits_are_made_again_without_touching_gin(tmp_path, aiseg_ro
     first, again = recipe_splits([str(tmp_path / "r.gin")]), recipe_splits([str(tmp_path / "r.gin")])
     plain = DataRecipe((str(aiseg_root), str(folder_root)), (0.5, 0.25, 0.25), 0).make()[0]
     assert first == again == plain and gin.query_parameter("train.epochs") == 3
+
+
+# What a mask's values mean (lib.training.pairs.read_mask): one rule for every layout
+
+PERSON = np.zeros((6, 8), bool)
+PERSON[1:5, 2:6] = True
+EDGE = np.array([[0, 30, 60, 90, 120, 200, 255, 255]] * 6, np.uint8)  # a soft matte's edge
+
+
+@pytest.mark.parametrize(
+    "values, person",
+    [
+        (PERSON * np.uint8(255), PERSON),  # 0/255
+        (PERSON * np.uint8(1), PERSON),  # 0/1 label maps
+        (PERSON * np.uint8(100), PERSON),  # 0/100: a hard mask of another value is that value
+        (PERSON * np.uint8(7), PERSON),
+        (PERSON * np.uint16(65535), PERSON),  # 16-bit
+        (EDGE, EDGE >= 128),  # soft: the person from half of full scale on
+        (EDGE // 3, np.zeros((6, 8), bool)),  # soft 0..85: never half of 255, read empty (and warned about)
+        (np.zeros((6, 8), np.uint8), np.zeros((6, 8), bool)),
+        (np.full((6, 8), 100, np.uint8), np.ones((6, 8), bool)),  # one value, not 0: all person
+    ],
+    ids=["0/255", "0/1", "0/100", "0/7", "16-bit", "soft", "soft 0..85", "empty", "all 100"],
+)
+def test_mask_values_are_read_by_one_rule(tmp_path, values, person):
+    cv2.imwrite(str(tmp_path / "m.png"), values)
+    assert np.array_equal(read_mask(tmp_path / "m.png", "folder"), person.astype(np.uint8))
+
+
+@pytest.mark.parametrize(
+    "style, says",
+    [
+        ("grey100", ["masks in ROOT hold 0 and 100, not 0/255: read as hard masks, 100 the person"]),
+        ("soft100", ["8 of its 8 masks in ROOT hold values 0..100, not 0/255: soft masks are the person where they"]),
+        ("blank", ["every mask in ROOT is empty (no person pixel in its 8 masks)"]),
+        (None, []),
+    ],
+)
+def test_a_roots_masks_are_surveyed_and_surprises_named(tmp_path, style, says):
+    root = make_folder(tmp_path / "root", n=8)
+    if style:
+        restyle_masks(root, style)
+    notes = scan_root(root).notes
+    assert len(notes) == len(says)
+    for note, start in zip(notes, says, strict=True):
+        assert note.startswith(start.replace("ROOT", str(root))), note
+
+
+def test_the_survey_reads_a_sample_of_a_large_root(tmp_path):
+    root = restyle_masks(make_folder(tmp_path / "root", n=12), "blank")
+    pairs = scan_root(root, check=False).pairs
+    assert mask_survey(str(root), pairs, limit=4)[0].startswith(
+        f"every mask in {root} is empty (no person pixel in the 4 of its 12 masks checked)"
+    )
+    cv2.imwrite(str(pairs[5].mask_path), np.full((80, 60), 255, np.uint8))  # one person, not in the sample
+    assert mask_survey(str(root), pairs, limit=12) == []
+
+
+def test_names_that_are_not_utf8_are_read_listed_and_cached(tmp_path):
+    """b'caf\\xe9-0000.jpg' on disk: OpenCV would crash the process on such a name."""
+    root = latin1_names(make_folder(tmp_path / "root", n=8))
+    scan = scan_root(root)
+    assert len(scan.pairs) == 8 and all(LATIN1 in p.image for p in scan.pairs) and not scan.bad
+    image, mask = read_pair(scan.pairs[0])
+    assert image.shape == (80, 60, 3) and mask.sum() > 0
+    splits, _ = make_splits(roots=[str(root)], split=(0.5, 0.25, 0.25))
+    save_splits(tmp_path / "run", splits)
+    assert load_splits(tmp_path / "run") == splits  # the same bytes back
+    assert b"caf\xe9-" in (tmp_path / "run" / "splits" / "train.tsv").read_bytes()
+    cached = DecodedCache(tmp_path / "cache", long_side=64).load(scan.pairs[0])
+    assert cached[0].shape[:2] == (64, 48)

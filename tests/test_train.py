@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -264,13 +265,42 @@ def test_nan_loss_stops_with_a_message_and_keeps_the_last_checkpoint(tmp_path, d
 
     monkeypatch.setattr(lib.training.train, "build_loss", lambda: poisoned_after(4 + 4))  # 4 train + 4 val calls
     with pytest.raises(
-        lib.training.train.Diverged, match=r"loss became nan at step 5 .* last good checkpoint is .*step_4"
+        lib.training.train.Diverged, match=r"training loss became nan at step 5 .*kept \(the last: step_4\)"
     ):
         train(tmp_path, data, "train.epochs = 3")
     run_dir = tmp_path / "exps" / "exp1"
     assert [s for s, _ in run_folder.checkpoints(run_dir)] == [4]
     weights = read_checkpoint(run_dir / "weights" / "last.pt")[1]
     assert all(torch.isfinite(w).all() for w in weights.values())
+
+
+def test_a_diverging_run_stops_keeps_its_checkpoints_and_writes_what_it_measured(tmp_path, data, monkeypatch):
+    """A real divergence, no poisoned loss: a run stopped in epoch 2 (checkpoints 4 and 6) goes on
+    at train.lr=1, the largest the range check allows, and explodes (validation loss 1e12 here)."""
+    monkeypatch.setattr(lib.training.train, "StopRequest", StopAfter(5))
+    with pytest.raises(lib.training.train.Interrupted):
+        train(tmp_path, data, "train.epochs = 3")
+    run_dir = tmp_path / "exps" / "exp1"
+    monkeypatch.undo()
+    reset()
+    parse_for_resume(str(run_dir), [], ["train.lr = 1"])
+    with pytest.raises(lib.training.train.Diverged) as stop:
+        lib.training.train.train(resume=str(run_dir))
+    said = str(stop.value).split("\n")[0]
+    assert re.match(r"the (training|validation) loss became \S+ at step \d+ \(epoch [23]\): the training diverg", said)
+    assert "its checkpoints are kept (the last: step_6)" in said and "lower train.lr (this run's: 1)" in said
+    assert [s for s, _ in run_folder.checkpoints(run_dir)] == [4, 6]  # nothing diverged replaced them
+    results = json.loads((run_dir / "metrics.json").read_text())
+    assert results["stopped"] == said and results["best"]["epoch"] == 1
+    assert results["history"][0]["epoch"] == 1 and results["history"][0]["val_loss"] < 10
+    weights = read_checkpoint(run_dir / "weights" / "best.pt")[1]
+    assert all(torch.isfinite(w).all() for w in weights.values())
+
+
+def test_an_lr_that_always_diverges_is_refused_before_anything_is_built(tmp_path, data):
+    with pytest.raises(UserError, match=r"train.lr=3: expected a number > 0 and <= 1"):
+        train(tmp_path, data, "train.lr = 3")
+    assert not (tmp_path / "exps").exists()
 
 
 @pytest.mark.parametrize(

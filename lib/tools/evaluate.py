@@ -7,10 +7,11 @@ from pathlib import Path
 
 from lib.live.checks import check_number
 from lib.live.errors import UserError
-from lib.live.files import check_output_file, write_text
+from lib.live.files import check_output_file, special, write_text
 from lib.live.model_info import ModelInfo
 from lib.live.segmenter import load_segmenter
-from lib.training.pairs import Pair, pairs_under
+from lib.training.failures import is_out_of_memory
+from lib.training.pairs import Pair, pairs_under, shown
 from lib.training.provenance import split_of, trained_on
 from lib.training.scoring import save_worst, score
 from lib.training.splits import SPLIT_NAMES
@@ -38,7 +39,8 @@ def select_pairs(
 
 def format_table(result: dict) -> str:
     cols = ("n", "iou", "mean_iou", "median_iou", "dice", "boundary_f", "pixel_acc", "loss")
-    rows = [("all", result)] + [(Path(r).name, m) for r, m in result["by_root"].items()] * (len(result["by_root"]) > 1)
+    by_root = [(shown(Path(r).name), m) for r, m in result["by_root"].items()]
+    rows = [("all", result)] + by_root * (len(by_root) > 1)
     rows += [(f"  {c.split('/', 1)[1]}", m) for c, m in result.get("by_clip", {}).items()]
     lines = [f"{'data':<20}" + "".join(f"{c:>11}" for c in cols)]
     for name, m in rows:
@@ -76,7 +78,14 @@ def evaluate(
             "them, so this score flatters it (leave out --data to score its test split)"
         )
     start = time.perf_counter()
-    result = score(segmenter, pairs, batch_size, tta, num_workers, progress=progress)
+    try:
+        result = score(segmenter, pairs, batch_size, tta, num_workers, progress=progress)
+    except Exception as error:
+        if not is_out_of_memory(error):
+            raise
+        raise UserError(
+            f"out of memory scoring with --batch-size {batch_size} and --workers {num_workers}: lower them"
+        ) from None
     result.update(
         model=str(model_path),
         backend=segmenter.name,
@@ -90,8 +99,11 @@ def evaluate(
     print(f"{segmenter.name} on {split} ({len(pairs)} photos{extras}):")
     print(format_table(result))
     if out is not None:
-        write_text(out, json.dumps(result, indent=2))
+        write_text(out, json.dumps(result, indent=2), flag="--json")  # into a device or pipe, never over it
         pics = out.with_name(out.stem + "_worst.png")
+        if special(out):  # /dev/null_worst.png would be a new file among the devices
+            print(f"note: --json {shown(out)} is {special(out)}: the worst photos' picture goes beside a file only")
+            pics = None
     elif run_dir is not None and run_dir.resolve() in model_path.resolve().parents:
         pics = run_dir / "pics" / f"eval_{split}_{model_path.name.replace('.', '_')}_worst.png"
     elif run_dir is not None:  # a copy of the model elsewhere: its pictures stay with it, not in the run

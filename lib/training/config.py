@@ -16,11 +16,26 @@ from lib.live.errors import UserError
 gin.add_config_file_search_path(str(ROOT))
 
 
+def read_config(path: Path) -> str:
+    """A gin file's text. gin reads it as UTF-8 and, on another encoding's byte (latin-1's é), fails
+    with a traceback that names neither the file nor the line: name both, and the byte."""
+    data = Path(path).read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        column = error.start - (data.rfind(b"\n", 0, error.start) + 1) + 1
+        raise UserError(
+            f"{path}, line {line}, column {column} (byte offset {error.start}): byte 0x{data[error.start]:02x} "
+            "is not UTF-8; gin files are read as UTF-8: save the file as UTF-8"
+        ) from None
+
+
 def parse(gin_files: list[str], gin_params: list[str]) -> None:
     for path in gin_files:
         if not Path(path).is_file():
             raise UserError(f"--gin {path}: no such file (configs live in gin/)")
-        check_includes(Path(path))
+        check_includes(Path(path))  # every file gin will read, includes too, decoded first (read_config)
     try:
         gin.parse_config_files_and_bindings(gin_files, gin_params)
     except (ValueError, KeyError, SyntaxError, TypeError, tokenize.TokenError) as error:  # unknown name, bad syntax
@@ -33,7 +48,7 @@ def _find_unreadable_binding(gin_files: list[str], gin_params: list[str]) -> str
     (`build_model.arch = Unet`) and an unclosed bracket or quote. Find the line and say so."""
     sources = [(f"--gin-param {param!r}", param) for param in gin_params]
     for path in gin_files:
-        sources += [(f"{path}, line {n}", line) for n, line in enumerate(Path(path).read_text().splitlines(), 1)]
+        sources += [(f"{path}, line {n}", line) for n, line in enumerate(read_config(Path(path)).splitlines(), 1)]
     for where, line in sources:
         binding = re.fullmatch(r"\s*([\w.]+/)?([\w.]+)\s*=\s*(.*?)\s*(#[^'\"]*)?", line)
         if not binding:
@@ -63,7 +78,7 @@ def _include_target(name: str) -> Path | None:
 def check_includes(path: Path, chain: tuple[str, ...] = ()) -> None:
     """gin reports a missing include without the file that asked for it, and recurses forever on
     an include loop: follow the includes first and name the file and line."""
-    for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+    for number, line in enumerate(read_config(path).splitlines(), 1):
         found = re.fullmatch(r"\s*include\s+(['\"])(.*)\1\s*(#.*)?", line)
         if not found:
             continue
@@ -96,7 +111,7 @@ def read_bindings(gin_files: list[str], gin_params: list[str], configurable: str
         try:
             for statement in config_parser.ConfigParser(io.StringIO(text), _Placeholders()):
                 if isinstance(statement, config_parser.IncludeStatement):
-                    read(_include_target(statement.filename).read_text(), statement.filename)
+                    read(read_config(_include_target(statement.filename)), statement.filename)
                 elif isinstance(statement, config_parser.BindingStatement) and not statement.scope:
                     if statement.selector.split(".")[-1] == configurable:
                         values[statement.arg_name] = statement.value
@@ -105,7 +120,7 @@ def read_bindings(gin_files: list[str], gin_params: list[str], configurable: str
 
     for path in gin_files:
         check_includes(Path(path))
-        read(Path(path).read_text(), path)
+        read(read_config(Path(path)), path)
     for param in gin_params:
         read(param, f"--gin-param {param!r}")
     return values
@@ -133,7 +148,7 @@ def parse_for_resume(run_dir: str, gin_files: list[str], gin_params: list[str]) 
     if not run_config.is_file():
         raise UserError(f"--resume {run_dir}: {run_config} is missing (did the run reach its first step?)")
     # runs written before `resume` stopped being a gin parameter recorded `train.resume = None`
-    lines = [line for line in run_config.read_text().splitlines() if not line.startswith("train.resume ")]
+    lines = [line for line in read_config(run_config).splitlines() if not line.startswith("train.resume ")]
     try:
         gin.parse_config(lines)
     except (ValueError, KeyError, SyntaxError, TypeError) as error:

@@ -33,7 +33,8 @@ import numpy as np
 
 from lib.live.checks import check_number
 from lib.live.errors import UserError
-from lib.live.preprocess import IMAGE_SUFFIXES, read_frame, to_rgb
+from lib.live.preprocess import IMAGE_SUFFIXES, to_rgb
+from lib.training.pairs import read_photo
 
 
 @gin.configurable
@@ -226,7 +227,7 @@ class SceneComposer:
 
     def plate(self, i: int) -> np.ndarray:
         if i not in self._plate_cache:
-            bgr = read_frame(self.plates[i])
+            bgr = read_photo(self.plates[i])
             scale = self.plate_long_side / max(bgr.shape[:2])
             if scale < 1:
                 bgr = cv2.resize(bgr, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)

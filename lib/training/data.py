@@ -18,7 +18,7 @@ from lib.live.errors import UserError
 from lib.live.preprocess import Preprocess
 from lib.training.config import read_bindings
 from lib.training.copy_paste import SceneComposer, plate_split
-from lib.training.pairs import IGNORE, Pair, read_image, read_target, scan_root
+from lib.training.pairs import IGNORE, Pair, read_rgb, read_target, scan_root, shown
 from lib.training.splits import SPLIT_NAMES, split_pairs
 from lib.training.transforms import EvalTransform, TrainTransform
 
@@ -68,9 +68,9 @@ def decode_key(key: int, n: int) -> tuple[int, bool, int]:
 
 def read_pair(pair: Pair) -> tuple[np.ndarray, np.ndarray]:
     """RGB image and target (0, 1, IGNORE) at full resolution; OSError naming the file when one is unusable."""
-    image, mask = read_image(pair.image_path), read_target(pair)
+    image, mask = read_rgb(pair.image_path), read_target(pair)
     if image.shape[:2] != mask.shape:
-        raise OSError(f"{pair.mask_path}: mask size {mask.shape} differs from its image's {image.shape[:2]}")
+        raise OSError(f"{shown(pair.mask_path)}: mask size {mask.shape} differs from its image's {image.shape[:2]}")
     return image, mask
 
 
@@ -93,7 +93,7 @@ class DecodedCache:
         for path in (pair.image_path, pair.mask_path, *([pair.ignore_path] if pair.ignore else [])):
             stat = path.stat()
             parts += [str(path.resolve()), str(stat.st_size), str(stat.st_mtime_ns)]
-        return hashlib.sha1("|".join(parts).encode()).hexdigest()
+        return hashlib.sha1("|".join(parts).encode("utf-8", "surrogateescape")).hexdigest()  # any file name
 
     def load(self, pair: Pair) -> tuple[np.ndarray, np.ndarray]:
         path = self.folder / f"{self.key(pair)}.npy"
@@ -194,6 +194,7 @@ class DataRecipe:
                 raise UserError(f"{error}. {DATA_HINT}") from None
             if scan.report():
                 reports.append(scan.report())
+            reports += [f"warning: {note}" for note in scan.notes]
             if not scan.pairs:
                 raise UserError(
                     f"data root {root} ({scan.layout} layout) has no usable image/mask pairs"

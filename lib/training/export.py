@@ -23,10 +23,10 @@ from lib.live.compose import fit_background
 from lib.live.errors import UserError
 from lib.live.files import write_atomic
 from lib.live.model_info import META_KEY, ModelInfo
-from lib.live.preprocess import Preprocess, prepare_frame, read_frame
-from lib.training.inference import load_backend, to_onnx, to_torchscript
+from lib.live.preprocess import Preprocess, prepare_frame
+from lib.training.inference import load_backend, read_info, to_onnx, to_torchscript
 from lib.training.model import save_checkpoint
-from lib.training.pairs import Pair
+from lib.training.pairs import Pair, read_photo
 
 FORMATS = ("torchscript", "onnx", "smp", "half", "int8")
 SUFFIXES = {"torchscript": ".ts", "onnx": ".onnx", "smp": "_smp", "half": "_fp16.pt", "int8": "_int8.onnx"}
@@ -82,7 +82,7 @@ def webcam_like_frames(pairs: list[Pair], n: int) -> list[np.ndarray]:
     frames = []
     for i, pair in enumerate(chosen):
         try:
-            image = read_frame(pair.image_path)
+            image = read_photo(pair.image_path)
         except OSError as error:
             raise UserError(f"{error} (a calibration photo)") from None
         frames.append(image if i % 2 == 0 else fit_background(image, (480, 640)))
@@ -203,6 +203,28 @@ def export_all(
         path = out_dir / f"{stem}{SUFFIXES[fmt]}"
         results[fmt] = {"path": str(path)} | write_atomic(path, partial(made, fmt))
     return results
+
+
+def matches(model: nn.Module, info: ModelInfo, path: Path, fmt: str) -> tuple[float | None, str]:
+    """Whether an export already at `path` is this model's: it describes the same network and input
+    (spec and preprocessing; the meta may differ) and its output matches eager as a new export's
+    must (verify). (max |diff|, "") when it does, (None, why not) when it does not."""
+    def why(error: Exception) -> str:  # the reason alone: the caller names the file
+        text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        return text.removeprefix(f"{path}: ")
+
+    if fmt == "int8":
+        return None, "an int8 export is checked on calibration photos, not here"
+    try:
+        theirs = read_info(path, "torch" if fmt == "half" else fmt)
+    except (UserError, OSError, ValueError, RuntimeError) as error:
+        return None, why(error)
+    if theirs.spec.to_dict() != info.spec.to_dict() or theirs.prep.to_dict() != info.prep.to_dict():
+        return None, f"it describes {theirs.spec} at input {theirs.prep.input_size}"
+    try:
+        return verify(model, path, fmt, check_sizes(info.prep)), ""
+    except (UserError, OSError, ValueError, RuntimeError) as error:
+        return None, why(error)
 
 
 def check_int8(model: nn.Module, path: Path, frames: list[np.ndarray], prep: Preprocess) -> float:

@@ -4,17 +4,27 @@ Two layouts, detected from the root folder:
 - AISegment (Matting Human Datasets): clip_img/<group>/clip_<sub>/<name>.jpg with its matte at
   matting/<group>/matting_<sub>/<name>.png; the person is the PNG's alpha channel.
 - folder: images/<name>.<jpg|png|webp|...> with masks/<name>.<png|...>, matched by the path
-  below images/ and masks/ without its suffix; masks single-channel (0/255 or 0/1) or RGBA.
+  below images/ and masks/ without its suffix; masks single-channel, coloured or RGBA (alpha).
   An optional ignore/<name>.png marks unknown pixels (nonzero: neither person nor background,
   e.g. bystanders nobody labelled): the loss and every score leave them out.
 
+How a mask's values are read (read_mask), the rule for every layout: a mask holding 0 and one
+other value (0/255, 0/1, 0/100, ...) is a hard mask, that value the person; a mask holding more
+values (a soft matte, antialiased edges, JPEG noise) is the person where it reaches half its
+type's full scale (128 of 255). What a root's masks hold is surveyed when it is scanned, and a
+root whose masks are all empty, or soft and never reach half scale, is named in a warning.
+
 Bad files are found before training starts, from file headers (cheap: no decoding), and
 reported once; the run stops only when nothing usable is left.
+
+File names need not be UTF-8 (a camera's or an old Windows tool's latin-1 `caf\xe9.jpg`): Python
+carries such bytes as surrogates, which OpenCV cannot take (it crashes the process), so images
+are read from their bytes (lib.live.preprocess.read_image) and names are printed through shown().
 """
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
@@ -22,11 +32,27 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from lib.live.errors import UserError
-from lib.live.preprocess import IMAGE_SUFFIXES, read_frame, to_rgb
+from lib.live.preprocess import IMAGE_SUFFIXES, read_image, to_rgb
 
+SURVEY = 64  # masks decoded per root when it is scanned, to say what they hold (mask_survey)
 IGNORE = 255  # the value of an unknown pixel in a target (read_target): 0 background, 1 person
 MIN_SIDE = 32  # the encoders downsample 5 times: a smaller photo has no pixel left at the bottom
 EXIF_ORIENTATION = 0x0112
+
+
+def shown(text) -> str:
+    """A path or a text that names one, printable: bytes that are not UTF-8 (carried as surrogates)
+    are written as \\xe9 instead of failing the print or crashing OpenCV's putText."""
+    return str(text).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def read_photo(path: Path) -> np.ndarray:
+    """HxWx3 uint8 BGR, as lib.live.preprocess.read_frame, with an OSError whose message can be
+    printed whatever the file's name."""
+    image = read_image(path, cv2.IMREAD_COLOR)
+    if image is None:
+        raise OSError(f"{shown(path)}: not a readable image")
+    return image
 
 
 @dataclass(frozen=True)
@@ -62,6 +88,7 @@ class Scan:
     unpaired_images: list[str]
     unpaired_masks: list[str]
     bad: list[str]  # "path: reason"
+    notes: list[str] = field(default_factory=list)  # what the masks hold, where it will surprise (mask_survey)
 
     def report(self, examples: int = 3) -> str:
         """One paragraph for the log; empty when nothing was left out."""
@@ -72,11 +99,11 @@ class Scan:
             ("unusable pairs", self.bad),
         ):
             if items:
-                shown = "; ".join(items[:examples]) + ("; ..." if len(items) > examples else "")
-                lines.append(f"  {len(items)} {what} left out (e.g. {shown})")
+                listed = "; ".join(map(shown, items[:examples])) + ("; ..." if len(items) > examples else "")
+                lines.append(f"  {len(items)} {what} left out (e.g. {listed})")
         if not lines:
             return ""
-        return f"{self.root} ({self.layout} layout, {len(self.pairs)} pairs used):\n" + "\n".join(lines)
+        return f"{shown(self.root)} ({self.layout} layout, {len(self.pairs)} pairs used):\n" + "\n".join(lines)
 
 
 def pairs_under(roots: list[str], flag: str = "--data") -> list[Pair]:
@@ -86,6 +113,8 @@ def pairs_under(roots: list[str], flag: str = "--data") -> list[Pair]:
         scan = scan_root(root)
         if scan.report():
             print(scan.report())
+        for note in scan.notes:
+            print(f"warning: {note}")
         pairs += scan.pairs
     if not pairs:
         raise UserError(f"{flag} {' '.join(map(str, roots))}: no usable image/mask pairs found")
@@ -122,7 +151,7 @@ def _files_by_key(folder: Path, suffixes: Sequence[str], key) -> tuple[dict, lis
             if k is None:
                 continue
             if k in found:
-                duplicates.append(f"{path}: same name as {found[k]}")
+                duplicates.append(f"{shown(path)}: same name as {shown(found[k])}")
             else:
                 found[k] = path
     return found, duplicates
@@ -182,6 +211,7 @@ def scan_root(root: str | Path, check: bool = True) -> Scan:
             else:
                 good.append(pair)
         scan.pairs = good
+        scan.notes = mask_survey(str(root), good)
     return scan
 
 
@@ -219,58 +249,125 @@ def check_pair(pair: Pair) -> str | None:
                 sizes.append(decoded_size(im) if path == pair.image_path else im.size)
                 fmt, alpha, mode = im.format, _has_alpha(im), im.mode
         except (OSError, UnidentifiedImageError, ValueError) as error:
-            return f"{path}: not a readable image ({type(error).__name__})"
+            return f"{shown(path)}: not a readable image ({type(error).__name__})"
         if _looks_truncated(path, fmt):
-            return f"{path}: truncated {fmt} file (no end marker)"
+            return f"{shown(path)}: truncated {fmt} file (no end marker)"
     if min(sizes[0]) < MIN_SIDE:
-        return f"{pair.image_path}: {sizes[0][0]}x{sizes[0][1]} pixels, smaller than the networks' stride ({MIN_SIDE})"
+        return (
+            f"{shown(pair.image_path)}: {sizes[0][0]}x{sizes[0][1]} pixels, smaller than the networks' stride "
+            f"({MIN_SIDE})"
+        )
     if pair.layout == "aisegment" and not alpha:
         return (
-            f"{pair.mask_path}: no alpha channel (mode {mode}); AISegment mattes keep the person "
+            f"{shown(pair.mask_path)}: no alpha channel (mode {mode}); AISegment mattes keep the person "
             "in the 4th (alpha) channel of an RGBA PNG"
         )
     for path, size in zip((pair.mask_path, pair.ignore_path), sizes[1:], strict=False):
         if size != sizes[0]:
             what = "mask" if path == pair.mask_path else "ignore mask"
-            return f"{path}: {what} is {size[0]}x{size[1]} but its image is {sizes[0][0]}x{sizes[0][1]}"
+            return f"{shown(path)}: {what} is {size[0]}x{size[1]} but its image is {sizes[0][0]}x{sizes[0][1]}"
     return None
 
 
-def read_image(path: Path) -> np.ndarray:
+def read_rgb(path: Path) -> np.ndarray:
     """HxWx3 uint8 RGB, as training reads photos (lib.live.preprocess says why)."""
-    return to_rgb(read_frame(path))
+    return to_rgb(read_photo(path))
 
 
-def read_mask(path: Path, layout: str) -> np.ndarray:
-    """HxW uint8 in {0, 1}: 1 where the person is."""
-    raw = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+def mask_values(path: Path, layout: str) -> np.ndarray:
+    """The values a mask marks the person with, as stored: HxW (the alpha of an RGBA mask, the
+    brightest channel of a coloured one)."""
+    raw = read_image(path, cv2.IMREAD_UNCHANGED)
     if raw is None:
-        raise OSError(f"{path}: not a readable image")
+        raise OSError(f"{shown(path)}: not a readable image")
     if layout == "aisegment":
         # Exactly how the AISegment mattes must be read: the alpha channel is the person.
         if raw.ndim != 3 or raw.shape[2] != 4:
-            raise OSError(f"{path}: expected an RGBA PNG (person in the alpha channel), got shape {raw.shape}")
-        values = raw[:, :, 3]
-    elif raw.ndim == 2:
-        values = raw
-    elif raw.shape[2] == 4:
-        values = raw[:, :, 3]
-    else:
-        values = raw.max(axis=2)  # a coloured mask: any non-black pixel is the person
-    full_scale = np.iinfo(values.dtype).max if values.dtype.kind in "ui" else 1.0
-    if values.max(initial=0) == 1:
-        full_scale = 1  # label maps with person = 1
-    return (values.astype(np.float32) >= full_scale / 2).astype(np.uint8)
+            raise OSError(f"{shown(path)}: expected an RGBA PNG (person in the alpha channel), got shape {raw.shape}")
+        return raw[:, :, 3]
+    if raw.ndim == 2:
+        return raw
+    if raw.shape[2] == 4:
+        return raw[:, :, 3]
+    return raw.max(axis=2)  # a coloured mask: any non-black pixel is the person
+
+
+def full_scale(values: np.ndarray) -> float:
+    return float(np.iinfo(values.dtype).max) if values.dtype.kind in "ui" else 1.0
+
+
+def read_mask(path: Path, layout: str) -> np.ndarray:
+    """HxW uint8 in {0, 1}: 1 where the person is, by the rule in this module's docstring: a hard
+    mask (0 and one other value: 0/255, 0/1, 0/100) is that value; a soft one reaches half scale."""
+    values = mask_values(path, layout)
+    person = values > 0
+    if not person.any():
+        return person.astype(np.uint8)
+    lowest, highest = values[person].min(), values.max()
+    if lowest == highest:  # a hard mask, whatever value it marks the person with
+        return person.astype(np.uint8)
+    return (values.astype(np.float32) >= full_scale(values) / 2).astype(np.uint8)
+
+
+def mask_survey(root: str, pairs: list[Pair], limit: int = SURVEY) -> list[str]:
+    """What a root's masks hold, where it will surprise: every mask empty, hard masks of a value
+    other than full scale or 1 (read as person: a note), soft masks that never reach half scale
+    (read as empty). Decodes `limit` masks spread over the root (all of them in a small root)."""
+    if not pairs:
+        return []
+    chosen = pairs[:: max(1, -(-len(pairs) // limit))][:limit]
+    read, empty, hard, soft_max, scale = 0, 0, set(), [], 255.0
+    for pair in chosen:
+        try:
+            values = mask_values(pair.mask_path, pair.layout)
+        except OSError:
+            continue  # a corrupt body behind a good header: reported where it is read
+        read += 1
+        scale = full_scale(values)
+        nonzero = values[values > 0]
+        if not nonzero.size:
+            empty += 1
+        elif nonzero.min() == nonzero.max():
+            hard.add(int(nonzero.max()))
+        else:
+            soft_max.append(int(values.max()))
+    where = (
+        f"its {len(pairs)} masks"
+        if len(chosen) == len(pairs)
+        else f"the {len(chosen)} of its {len(pairs)} masks checked"
+    )
+    notes = []
+    if read and empty == read:
+        return [
+            f"every mask in {shown(root)} is empty (no person pixel in {where}): person IoU on it is 0 "
+            "wherever a model finds anyone; masks mark the person with 255 (or 1), background 0"
+        ]
+    odd = sorted(hard - {1, int(scale)})
+    if odd:
+        notes.append(
+            f"masks in {shown(root)} hold 0 and {'/'.join(map(str, odd))}, not 0/{scale:g}: "
+            f"read as hard masks, {'/'.join(map(str, odd))} the person"
+        )
+    faint = [m for m in soft_max if m < scale / 2]
+    if faint:
+        notes.append(
+            f"{len(faint)} of {where} in {shown(root)} hold values 0..{max(faint)}, not 0/{scale:g}: soft masks are "
+            f"the person where they reach {scale / 2:g} (half of {scale:g}), so these read as empty; "
+            f"scale them to 0..{scale:g}"
+        )
+    return notes
 
 
 def read_target(pair: Pair) -> np.ndarray:
     """HxW uint8: 1 person, 0 background, IGNORE where the pair's ignore mask marks unknown pixels."""
     target = read_mask(pair.mask_path, pair.layout)
     if pair.ignore:
-        unknown = cv2.imread(str(pair.ignore_path), cv2.IMREAD_GRAYSCALE)
+        unknown = read_image(pair.ignore_path, cv2.IMREAD_GRAYSCALE)
         if unknown is None:
-            raise OSError(f"{pair.ignore_path}: not a readable image")
+            raise OSError(f"{shown(pair.ignore_path)}: not a readable image")
         if unknown.shape != target.shape:
-            raise OSError(f"{pair.ignore_path}: ignore mask {unknown.shape} differs from its mask's {target.shape}")
+            raise OSError(
+                f"{shown(pair.ignore_path)}: ignore mask {unknown.shape} differs from its mask's {target.shape}"
+            )
         target[unknown > 0] = IGNORE
     return target

@@ -10,6 +10,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from lib.live.compose import blend, blurred, soften  # noqa: E402
+from lib.live.files import write_atomic  # noqa: E402
 from lib.live.preprocess import to_bgr  # noqa: E402
 
 
@@ -57,8 +58,12 @@ def save_grid(path: Path, rows: list[np.ndarray], titles: list[str] | None = Non
 
 
 def save_picture(path: Path, image_rgb: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(path), to_bgr(image_rgb))
+    """Encoded here and written by Python: cv2.imwrite crashes on a path that is not UTF-8 (a run
+    folder or a --json name may be one), and a write that fails leaves no half picture."""
+    ok, data = cv2.imencode(".png", to_bgr(image_rgb))
+    if not ok:
+        raise RuntimeError(f"OpenCV could not encode a {image_rgb.shape} picture as PNG")
+    write_atomic(path, lambda tmp: tmp.write_bytes(data.tobytes()))
 
 
 def save_curves(path: Path, history: list[dict]) -> None:
@@ -76,6 +81,7 @@ def save_curves(path: Path, history: list[dict]) -> None:
     for ax in (ax_loss, ax_iou):
         ax.grid(alpha=0.3)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    try:
+        write_atomic(path, lambda tmp: fig.savefig(tmp, dpi=100, format="png"))
+    finally:
+        plt.close(fig)

@@ -30,16 +30,18 @@ from accelerate.utils import broadcast_object_list
 from lib.live.errors import UserError
 from lib.live.files import WriteFailed, cause, check_writable, write_text
 from lib.live.model_info import ModelInfo, ModelSpec
-from lib.live.preprocess import read_frame, to_rgb
+from lib.live.preprocess import to_rgb
 from lib.live.segmenter import Segmenter
+from lib.training.failures import is_disk_full
 from lib.training.inference import torch_backend
 from lib.training.model import save_checkpoint
-from lib.training.pairs import Pair, read_target
+from lib.training.pairs import Pair, read_photo, read_target
 from lib.training.pictures import prediction_row, save_curves, save_grid, save_picture
 from lib.training.splits import SPLIT_NAMES, read_split, write_split
 
 CHECKPOINT_RE = re.compile(r"^step_(\d+)$")
 RECORD = "run.json"
+SAMPLE_SIDE = 384  # the longest side of a training sample in pics/train_samples.png
 
 
 @dataclass
@@ -66,8 +68,9 @@ class LoopState:
         """Optimizer steps taken in the epoch not yet ended (the batches a resume skips)."""
         return self.epoch_loss[1]
 
-    def end_epoch(self, epoch: int, val: dict, images_per_s: float) -> bool:
-        """Record an epoch's scores; True when its validation IoU is the best so far."""
+    def end_epoch(self, epoch: int, val: dict, images_per_s: float, can_be_best: bool = True) -> bool:
+        """Record an epoch's scores; True when its validation IoU is the best so far (never for an
+        epoch that diverged: `can_be_best`)."""
         train_loss = self.epoch_loss[0] / max(1, self.epoch_loss[1])
         self.epoch_loss = [0.0, 0]
         scores = {"val_loss": val["loss"], "val_iou": val["iou"], "val_mean_iou": val["mean_iou"]}
@@ -75,7 +78,7 @@ class LoopState:
         self.history.append(
             {"epoch": epoch, "step": self.step, "train_loss": train_loss, **scores, "images_per_s": images_per_s}
         )
-        improved = self.best is None or val["iou"] > self.best["val"]["iou"]
+        improved = can_be_best and (self.best is None or val["iou"] > self.best["val"]["iou"])
         if improved:
             self.best = {"epoch": epoch, "step": self.step, "val": val}
         return improved
@@ -195,7 +198,8 @@ class RunFolder:
         """Accelerate state + loop state, written to .tmp and renamed; the oldest beyond `keep` go.
 
         A save that fails (a full disk) removes its half and stops the run in one line; the
-        checkpoints before it are kept, so --resume continues from the last good one."""
+        checkpoints before it are kept, so --resume continues from the last good one (advice for a
+        full disk, and for a run with no checkpoint yet, is added by lib.training.failures.RunGuard)."""
         tmp = self.path / "checkpoints" / f"step_{loop.step}.tmp"
         try:
             self.accelerator.save_state(str(tmp))
@@ -205,15 +209,20 @@ class RunFolder:
                 if final.exists():
                     shutil.rmtree(final)
                 os.replace(tmp, final)
-        except (OSError, RuntimeError) as error:  # safetensors reports a full disk as a RuntimeError
+        except Exception as error:  # torch and safetensors report a full disk in their own words and types
+            full = is_disk_full(error, tmp, writing=True)  # asked before the half is removed: it holds the last bytes
             shutil.rmtree(tmp, ignore_errors=True)
+            if not (full or isinstance(error, OSError | RuntimeError)):
+                raise
             last = self.last_checkpoint()
-            kept = f"the last good checkpoint {last.name} is kept: " if last else ""
-            reason = cause(error) if isinstance(error, OSError) else str(error).strip().splitlines()[0][:200]
-            raise WriteFailed(
-                f"could not save checkpoint {tmp.with_suffix('')}: {reason}; {kept}free space, then "
-                f"python train.py --resume {self.path}"
-            ) from None
+            if full:
+                reason = "no space left on the disk (ENOSPC)"
+            else:
+                reason = cause(error) if isinstance(error, OSError) else str(error).strip().splitlines()[0][:200]
+            advice = ""
+            if last and not full:
+                advice = f"; the last good checkpoint {last.name} is kept: python train.py --resume {self.path}"
+            raise WriteFailed(f"could not save checkpoint {tmp.with_suffix('')}: {reason}{advice}") from None
         if self.main:
             for _, old in checkpoints(self.path)[: -self.keep]:
                 shutil.rmtree(old, ignore_errors=True)
@@ -273,7 +282,7 @@ class RunFolder:
         rows = []
         for pair in pairs:
             try:
-                frame, truth = read_frame(pair.image_path), read_target(pair)
+                frame, truth = read_photo(pair.image_path), read_target(pair)
             except OSError:  # broken since the split; training skipped it too, with a warning
                 continue
             rows.append(prediction_row(to_rgb(frame), truth, segmenter(frame)))
@@ -297,7 +306,11 @@ class RunFolder:
                 shown = image.copy()
                 shown[target == 1] = shown[target == 1] // 2 + np.array([0, 127, 0], np.uint8)
                 shown[target == 255] = shown[target == 255] // 2 + np.array([110, 0, 110], np.uint8)
-                tiles.append(np.vstack([image, shown]))
+                tile, scale = np.vstack([image, shown]), SAMPLE_SIDE / max(image.shape[:2])
+                if scale < 1:  # a picture to look at, not ten 3072-pixel inputs side by side
+                    size = (round(tile.shape[1] * scale), round(tile.shape[0] * scale))
+                    tile = cv2.resize(tile, size, interpolation=cv2.INTER_AREA)
+                tiles.append(tile)
             rows.append(np.hstack(tiles))
         width = max(r.shape[1] for r in rows)
         grid = np.vstack([np.pad(r, ((0, 0), (0, width - r.shape[1]), (0, 0))) for r in rows])

@@ -11,15 +11,16 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from lib.live.errors import UserError
+from lib.live.files import WriteFailed
 from lib.live.model_info import ModelInfo
-from lib.live.preprocess import read_frame, to_rgb
+from lib.live.preprocess import to_rgb
 from lib.live.segmenter import Segmenter
 from lib.training import metrics
 from lib.training.copy_paste import plate_split
 from lib.training.export import export_all
 from lib.training.inference import torch_backend
 from lib.training.model import load_checkpoint
-from lib.training.pairs import IGNORE, Pair, pairs_under, read_target
+from lib.training.pairs import IGNORE, Pair, pairs_under, read_photo, read_target, shown
 from lib.training.pictures import prediction_row, save_grid
 
 
@@ -39,12 +40,12 @@ class RawPairs:
     def __getitem__(self, i: int):
         pair = self.pairs[i]
         try:
-            image = read_frame(pair.image_path)
+            image = read_photo(pair.image_path)
             mask = read_target(pair)  # 0, 1, IGNORE
         except OSError as error:
             return i, None, str(error)
         if mask.shape != image.shape[:2]:
-            return i, None, f"{pair.mask_path}: mask {mask.shape} and image {image.shape[:2]} differ in size"
+            return i, None, f"{shown(pair.mask_path)}: mask {mask.shape} and image {image.shape[:2]} differ in size"
         return i, image, mask
 
     def load(self, i: int) -> tuple[np.ndarray, np.ndarray]:
@@ -125,7 +126,7 @@ def false_person(segmenter, images: list[Path], batch_size: int = 8) -> dict:
         frames = []
         for path in images[start : start + batch_size]:
             try:
-                frames.append(read_frame(path))
+                frames.append(read_photo(path))
             except OSError as error:
                 raise UserError(str(error)) from None
         shares += [float(np.mean(prob > 0.5)) for prob in segmenter.predict_many(frames)]
@@ -143,7 +144,7 @@ def save_worst(path: Path, segmenter: Segmenter, pairs: list[Pair], result: dict
         image, truth = RawPairs(pairs).load(i)
         prob = segmenter.predict_many([image], tta=tta)[0]
         rows.append(prediction_row(to_rgb(image), truth, prob, with_errors=True))
-        titles.append(f"IoU {result['per_image'][i]['iou']:.3f}  {pairs[i].image}")
+        titles.append(f"IoU {result['per_image'][i]['iou']:.3f}  {shown(pairs[i].image)}")  # OpenCV draws no surrogates
     if rows:
         save_grid(path, rows, titles)
 
@@ -211,7 +212,13 @@ def test_and_export(run_dir: Path, info: ModelInfo, splits: dict, export_formats
                 f"mean IoU {test['mean_iou']:.4f}, boundary F {test['boundary_f']:.4f}"
             )
     if export_formats:
-        results["exports"] = export_all(model, info, run_dir / "weights", "best", export_formats)
+        try:
+            results["exports"] = export_all(model, info, run_dir / "weights", "best", export_formats)
+        except (RuntimeError, UserError) as error:  # a check that fails: the run's measurements are kept all the same
+            if isinstance(error, WriteFailed) and "(ENOSPC)" in str(error):
+                raise  # a full disk: lib.training.failures.RunGuard says what to do
+            results["export_error"] = str(error).strip().splitlines()[0]
+            return results
         for r in results["exports"].values():
             say(f"exported {r['path']} (max |diff| vs eager {r['max_abs_diff']:.1e})")
     return results

@@ -41,7 +41,7 @@ def new_run(run_root: str, state: PartialState) -> Run:
     recipe = data_recipe()
     splits, reports = recipe.make()
     for report in reports:
-        state.print(f"note: {report}")
+        state.print(report if report.startswith("warning: ") else f"note: {report}")
     if not splits["val"]:
         raise UserError("make_splits.split leaves no validation pairs; validation picks the best checkpoint")
     return Run(None, splits, recipe.to_dict())

@@ -1,12 +1,16 @@
 """A data root's pairs split into train, val and test, deterministically, and the split lists a run
-folder keeps (splits/*.tsv: one pair a line, absolute paths)."""
+folder keeps (splits/*.tsv: one pair a line, absolute paths).
+
+Split lists are UTF-8 text; a file name that is not UTF-8 keeps its bytes as they are on disk
+(surrogateescape), so the list names the same files when read back."""
 
 import random
 from collections.abc import Sequence
 from pathlib import Path
 
 from lib.live.errors import UserError
-from lib.training.pairs import Pair
+from lib.live.files import write_atomic
+from lib.training.pairs import Pair, shown
 
 SPLIT_NAMES = ("train", "val", "test")
 
@@ -51,14 +55,15 @@ def write_split(path: Path, pairs: list[Pair]) -> None:
     lines = ["# root\timage\tmask\tlayout\tignore"] + [
         f"{p.root}\t{p.image}\t{p.mask}\t{p.layout}\t{p.ignore}" for p in pairs
     ]
-    path.write_text("\n".join(lines) + "\n")
+    text = "\n".join(lines) + "\n"
+    write_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8", errors="surrogateescape"))
 
 
 def read_split(path: Path) -> list[Pair]:
     if not path.is_file():
         raise UserError(f"split list {path} does not exist (written by train.py into the run folder)")
     pairs = []
-    for number, line in enumerate(path.read_text().splitlines(), 1):
+    for number, line in enumerate(path.read_text(encoding="utf-8", errors="surrogateescape").splitlines(), 1):
         if not line.strip() or line.startswith("#"):
             continue
         fields = line.split("\t")
@@ -74,7 +79,7 @@ def read_split(path: Path) -> list[Pair]:
             else "the data was moved or deleted"
         )
         raise UserError(
-            f"{path} lists {len(missing)} images that are not there (e.g. {first.image_path}): {cause}, "
+            f"{path} lists {len(missing)} images that are not there (e.g. {shown(first.image_path)}): {cause}, "
             "or pass --data ROOT to score the data where it is now"
         )
     return pairs

@@ -21,6 +21,7 @@ from tqdm import tqdm
 from lib.live.errors import UserError
 from lib.live.model_info import ModelInfo
 from lib.training.data import build_dataloaders
+from lib.training.failures import Diverged, ExportFailed, RunGuard, diverged, exploded
 from lib.training.losses import build_loss
 from lib.training.model import build_model, load_checkpoint
 from lib.training.pairs import Pair
@@ -51,10 +52,6 @@ class StopRequest:
         if self.requested and signum == signal.SIGINT:
             raise KeyboardInterrupt
         self.requested = True
-
-
-class Diverged(UserError):
-    """The loss stopped being a number; the run ends, its last good checkpoint kept."""
 
 
 class Interrupted(UserError):
@@ -140,16 +137,29 @@ def fit(hyper: Hyper, plumbing: Plumbing, resume: str | None) -> Path:
     set_seed(hyper.seed)
     # Two ways in: a new run (splits made from the recipe) or a run reopened (its own split lists).
     # What a mistake in the configuration can break is built before a numbered folder is made.
-    run = reopen_run(resume) if resume else new_run(plumbing.run_root, state)
-    train_dl, val_dl, prep = build_dataloaders(run.splits, seed=hyper.seed)
-    model, spec = build_model()
-    loss_fn = build_loss()
-    scenes = eval_sets(plumbing.eval_roots)
-    if resume:
-        check_same_network(run, spec)
-    else:
-        run = create_run(plumbing.run_root, run, spec, state.is_main_process)
+    # Running out of memory or disk, from here on, ends in one line (lib.training.failures).
+    with RunGuard(fresh=not resume, main=state.is_main_process) as guard:
+        run = reopen_run(resume) if resume else new_run(plumbing.run_root, state)
+        train_dl, val_dl, prep = build_dataloaders(run.splits, seed=hyper.seed)
+        guard.limits = {"input_size": prep.input_size, "batch": train_dl.batch_size, "val_batch": val_dl.batch_size}
+        model, spec = build_model()
+        guard.checkpoint_mb = 3 * sum(p.numel() * p.element_size() for p in model.parameters()) / 1e6  # + AdamW's 2
+        loss_fn = build_loss()
+        scenes = eval_sets(plumbing.eval_roots)
+        if resume:
+            check_same_network(run, spec)
+        else:
+            run = create_run(plumbing.run_root, run, spec, state.is_main_process)
+        guard.run_dir = run.path
+        return run_to_end(hyper, plumbing, resume, run, (train_dl, val_dl, prep), (model, spec, loss_fn), scenes,
+                          cpu, guard)  # fmt: skip
+
+
+def run_to_end(hyper, plumbing, resume, run: Run, data: tuple, network: tuple, scenes, cpu: bool, guard: RunGuard):
+    """fit() once the run folder exists: the loop and the end, on prepared parts."""
+    (train_dl, val_dl, prep), (model, spec, loss_fn) = data, network
     accelerator = make_accelerator(run.path, cpu, hyper.mixed_precision, hyper.grad_accum, plumbing.log_with)
+    guard.accelerator = accelerator
     # exports find their run from anywhere; `data` lets evaluate.py tell a model its training photos
     info = ModelInfo(spec, prep, {"run_dir": str(run.path.resolve())} | ({"data": run.data} if run.data else {}))
     memory_format = torch.channels_last if hyper.channels_last else torch.contiguous_format
@@ -210,8 +220,8 @@ def run_epoch(parts: Parts, stop: StopRequest, epoch_start: float) -> float:
             continue  # still accumulating
         loop.step += 1
         loss_value, stop_now = gather_step(accelerator, loss, stop)
-        if not math.isfinite(loss_value):
-            raise diverged(loss_value, loop.step, epoch, p.folder)
+        if exploded(loss_value):
+            raise stop_diverged(parts, "training loss", loss_value, epoch + 1)
         loop.epoch_loss = [loop.epoch_loss[0] + loss_value, loop.epoch_loss[1] + 1]
         if loop.step == p.first_step:
             p.folder.write_config(resumed=p.resumed)
@@ -249,6 +259,9 @@ def end_epoch(parts: Parts, speed: float, epoch_start: float, budget: TimeBudget
     p, loop, accelerator = parts, parts.loop, parts.accelerator
     epoch = loop.epochs_done + 1
     val = validate(p.model, p.val_dl, p.loss_fn, accelerator)
+    if exploded(val["loss"]):  # before its weights or checkpoint replace the last good ones
+        loop.end_epoch(epoch, val, speed, can_be_best=False)
+        raise stop_diverged(parts, "validation loss", val["loss"], epoch)
     if accelerator.is_main_process and any(p.scenes):
         val |= score_scenes(accelerator.unwrap_model(p.model), p.folder.info, accelerator.device, *p.scenes)
     improved = loop.end_epoch(epoch, val, speed)
@@ -276,7 +289,13 @@ def finish(parts: Parts, info: ModelInfo) -> None:
     if any(p.scenes):
         best, _ = load_checkpoint(p.run.path / "weights" / "best.pt")
         results["scenes"] = score_scenes(best, info, accelerator.device, *p.scenes)
-    accelerator.print(f"done: {p.folder.write_metrics(results)}")
+    written = p.folder.write_metrics(results)
+    if "export_error" in results:
+        raise ExportFailed(
+            f"{results['export_error']}; the run's weights and {written} are kept: export again with "
+            f"python export.py --ckpt {p.run.path / 'weights' / 'best.pt'}"
+        )
+    accelerator.print(f"done: {written}")
 
 
 def gather_step(accelerator, loss: torch.Tensor, stop: StopRequest) -> tuple[float, bool]:
@@ -292,10 +311,13 @@ def interrupted(step: int, epoch: int, run_dir: Path) -> Interrupted:
     )
 
 
-def diverged(loss_value: float, step: int, epoch: int, folder: RunFolder) -> Diverged:
-    last = folder.last_checkpoint()
-    where = f"The last good checkpoint is {last} (resume with --resume {folder.path}). " if last else ""
-    return Diverged(
-        f"the training loss became {loss_value} at step {step} (epoch {epoch + 1}); stopped. {where}"
-        "Try a lower train.lr, train.mixed_precision='bf16' instead of 'fp16', or check the data."
-    )
+def stop_diverged(parts: Parts, what: str, loss: float, epoch: int) -> Diverged:
+    """A loss that is not a number or exploded (lib.training.failures.LOSS_LIMIT): the run stops
+    with its checkpoints as they are and writes metrics.json with what it measured so far."""
+    p, loop = parts, parts.loop
+    error = diverged(what, loss, loop.step, epoch, p.hyper.lr, p.folder.last_checkpoint(), p.run.path)
+    if p.accelerator.is_main_process:
+        loop.seconds = time.perf_counter() - p.clock_zero
+        results = {"run": str(p.run.path), "steps": loop.step, "training_minutes": round(loop.seconds / 60, 1)}
+        p.folder.write_metrics(results | {"best": loop.best, "history": loop.history, "stopped": str(error)})
+    return error
