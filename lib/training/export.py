@@ -209,6 +209,7 @@ def matches(model: nn.Module, info: ModelInfo, path: Path, fmt: str) -> tuple[fl
     """Whether an export already at `path` is this model's: it describes the same network and input
     (spec and preprocessing; the meta may differ) and its output matches eager as a new export's
     must (verify). (max |diff|, "") when it does, (None, why not) when it does not."""
+
     def why(error: Exception) -> str:  # the reason alone: the caller names the file
         text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         return text.removeprefix(f"{path}: ")
