@@ -78,15 +78,14 @@ def keep_matching_exports(model, info, ckpt: Path, out: Path, formats: list[str]
             todo.append(fmt)
             continue
         diff, why = matches(model, info, path, fmt)
-        if diff is None:
-            others.append(f"{path} ({why})")
-        else:
+        if diff is not None:
             print(f"{fmt:<12} {path}  exists and matches {ckpt.name} (max |diff| {diff:.2e}): kept")
+        elif fmt == "int8":
+            others.append(f"{path}: exists already ({why})")
+        else:
+            others.append(f"{path}: exists already and is not an export of {ckpt.name} ({why})")
     if others:
-        raise UserError(
-            f"{'; '.join(others)}: exists already and is not an export of {ckpt} that this command can check; "
-            "pass --overwrite to replace it, or --out another folder"
-        )
+        raise UserError(f"{'; '.join(others)}; pass --overwrite to replace it, or --out another folder")
     return todo
 
 

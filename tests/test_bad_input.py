@@ -153,7 +153,7 @@ CASES = {
                                            "mask is 80x48 but its image is 48x80"),
     # export.py
     "export over an existing file": ex("--formats onnx --out {old_exports}", 2,
-                                       "tiny.onnx (not a readable ONNX file"),
+                                       "tiny.onnx: exists already and is not an export of tiny.pt (not a readable"),
     "export.py as the README says, on a run folder train.py made": cli(
         "export.py", "--ckpt {run}/weights/best.pt --formats torchscript,onnx,smp,half", 0,
         "best.onnx  exists and matches best.pt", changes=("run/weights/best_smp", "run/weights/best_fp16.pt"),

@@ -215,7 +215,7 @@ def matches(model: nn.Module, info: ModelInfo, path: Path, fmt: str) -> tuple[fl
         return text.removeprefix(f"{path}: ")
 
     if fmt == "int8":
-        return None, "an int8 export is checked on calibration photos, not here"
+        return None, "an int8 export is checked only when it is made, on calibration photos"
     try:
         theirs = read_info(path, "torch" if fmt == "half" else fmt)
     except (UserError, OSError, ValueError, RuntimeError) as error:
