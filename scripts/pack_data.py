@@ -18,7 +18,8 @@ from PIL import Image
 from tqdm import tqdm
 
 from lib.live.errors import UserError, run_cli
-from lib.training.pairs import read_mask, scan_root
+from lib.training.masks import read_mask
+from lib.training.pairs import scan_root
 
 
 def pack_root(root: Path, out: Path, long_side: int, quality: int) -> int:

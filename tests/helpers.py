@@ -267,7 +267,7 @@ def on_terminal(command: list, cwd: Path, timeout: float = 120) -> tuple[int, st
     return run.wait(timeout=timeout), shown.decode(errors="replace")
 
 
-# Masks as people's datasets store them, and file names that are not UTF-8 (lib.training.pairs)
+# Masks as people's datasets store them, and file names that are not UTF-8 (lib.training.masks and lib.training.pairs)
 
 
 def restyle_masks(root: Path, style: str) -> Path:

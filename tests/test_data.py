@@ -19,7 +19,8 @@ from lib.training.data import (
     make_splits,
     read_pair,
 )
-from lib.training.pairs import mask_survey, read_mask, scan_root
+from lib.training.masks import mask_survey, read_mask
+from lib.training.pairs import scan_root
 from lib.training.run_folder import load_splits, save_splits
 from lib.training.splits import split_pairs
 from lib.training.transforms import EvalTransform, TrainTransform
@@ -237,7 +238,7 @@ def test_a_recipes_splits_are_made_again_without_touching_gin(tmp_path, aiseg_ro
     assert first == again == plain and gin.query_parameter("train.epochs") == 3
 
 
-# What a mask's values mean (lib.training.pairs.read_mask): one rule for every layout
+# What a mask's values mean (lib.training.masks.read_mask): one rule for every layout
 
 PERSON = np.zeros((6, 8), bool)
 PERSON[1:5, 2:6] = True

@@ -21,7 +21,8 @@ from lib.tools.label_boxes import (
     read_txt_boxes,
     read_yolo_boxes,
 )
-from lib.training.pairs import read_target, scan_root
+from lib.training.masks import read_target
+from lib.training.pairs import scan_root
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -14,10 +14,12 @@ import lib
 from lib.live.preprocess import Preprocess
 from lib.training import metrics
 from lib.training.config import parse
-from lib.training.copy_paste import SceneComposer, cut_person, match_colour, plate_split, turn
+from lib.training.copy_paste import SceneComposer, plate_split
+from lib.training.cutout import cut_person, match_colour, turn
 from lib.training.data import EpochSampler, SegmentationDataset, build_dataloaders, decode_key, make_splits, read_pair
 from lib.training.losses import build_loss
-from lib.training.pairs import IGNORE, read_target, scan_root
+from lib.training.masks import IGNORE, read_target
+from lib.training.pairs import scan_root
 from lib.training.scoring import false_person, score
 from lib.training.splits import read_split, write_split
 from lib.training.transforms import TrainTransform

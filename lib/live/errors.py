@@ -1,4 +1,5 @@
-"""One exception type for problems the user can fix: a file, a flag, a config value."""
+"""One exception type for problems the user can fix: a file, a flag, a config value; and how a
+file's name is shown in a message whatever bytes it holds."""
 
 import sys
 from collections.abc import Callable
@@ -12,6 +13,12 @@ class UserError(Exception):
     """
 
     exit_code = 2
+
+
+def shown(text) -> str:
+    """A path or a text that names one, printable: bytes that are not UTF-8 (carried as surrogates)
+    are written as \\xe9 instead of failing the print or crashing OpenCV's putText."""
+    return str(text).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def run_cli(main: Callable[[], object]) -> None:

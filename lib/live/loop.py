@@ -7,7 +7,6 @@ frame, so a slow model drops frames instead of falling behind the camera.
 """
 
 import os
-import sys
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -21,6 +20,7 @@ from lib.live.compose import MODES, Compositor, TemporalSmoother
 from lib.live.errors import UserError
 from lib.live.options import BLUR_RANGE, Options, validate
 from lib.live.preprocess import Preprocess
+from lib.live.report import log, no_display, one_image, report, total_frames
 from lib.live.segmenter import Segmenter, load_segmenter
 from lib.live.sinks import DisplayUnavailable, Sink, VirtualCam, open_sink
 from lib.live.sources import Background, Source, SourceLost, open_source
@@ -90,28 +90,11 @@ def _utf8(name: str) -> bool:
         return False
 
 
-def log(message: str) -> None:
-    try:
-        print(message, file=sys.stderr, flush=True)
-    except (OSError, ValueError):  # the terminal is gone (SIGHUP): the output is still finished
-        pass
-
-
-def _no_display(opts: Options, others: bool, why: str) -> None:
-    """Without a window: go on when frames go somewhere else (or --benchmark), else say what to pass."""
-    if not others and not opts.benchmark:
-        raise UserError(
-            f"no display available ({why}); pass --output FILE (a video or a folder), --virtual-cam, "
-            "or --benchmark, with --no-display"
-        )
-    log(f"note: no display available ({why}); running without a window")
-
-
 def _open_display(opts: Options, others: bool) -> Display | None:
     try:
         return Display()
     except DisplayUnavailable as error:
-        _no_display(opts, others, str(error))
+        no_display(opts, others, str(error))
         return None
 
 
@@ -137,7 +120,7 @@ def run(
             background = Background(opts.background) if opts.mode == "replace" else None
             sinks = list(sinks)
             if opts.output:
-                one = _one_image(source)
+                one = one_image(source)
                 audio = getattr(source, "audio_path", None)  # a video file's sound goes into the output video
                 sinks.append(open_sink(opts.output, source.fps, one, opts.fourcc, audio, opts.overwrite))
             if opts.virtual_cam:
@@ -152,11 +135,11 @@ def run(
             reader = Prefetch(source) if opts.pipeline else None
             # a file shown in a window plays at its own frame rate; a live source sets its own pace
             pace = source.fps if display is not None and not source.live else None
-            if display is None and not source.live and not _one_image(source):  # how far a long file run is
-                progress = Progress(_total(source, opts.max_frames))
+            if display is None and not source.live and not one_image(source):  # how far a long file run is
+                progress = Progress(total_frames(source, opts.max_frames))
             loop = LiveLoop(opts, segmenter, background, writer, display, stats, pace, stop, progress)
             loop.run(reader or timed_frames(source))
-            if loop.display is not None and _one_image(source):
+            if loop.display is not None and one_image(source):
                 loop.hold()
             ok = True
         except KeyboardInterrupt as error:
@@ -180,31 +163,8 @@ def run(
             if writer is not None:
                 writer.close(ok)
             if ok:
-                _report(opts, stats)
+                report(opts, stats)
     return stats
-
-
-def _total(source: Source, max_frames: int | None) -> int | None:
-    """Frames the run will see: the video header's count or the folder's photos; None if unknown."""
-    total = getattr(source, "expected", 0) or len(getattr(source, "paths", ())) or None
-    return min(total, max_frames) if total and max_frames else total or max_frames
-
-
-def _report(opts: Options, stats: Stats) -> None:
-    dropped = f" (live source: {stats.dropped} frames dropped to keep up)" if stats.dropped else ""
-    if opts.benchmark:
-        try:
-            print(stats.summary(), flush=True)
-        except (OSError, ValueError):  # stdout is gone (SIGHUP, a closed pipe): the output is finished
-            pass
-        if dropped:
-            log(dropped.strip())
-    else:
-        log(f"done: {stats.summary()}{dropped}")
-
-
-def _one_image(source: Source) -> bool:
-    return len(getattr(source, "paths", ())) == 1
 
 
 class LiveLoop:
@@ -317,7 +277,7 @@ class LiveLoop:
         try:
             self.display.write(self.stats.draw(out) if self.show_stats else out, name)
         except DisplayUnavailable as error:
-            _no_display(self.opts, bool(self.writer.sinks), str(error))
+            no_display(self.opts, bool(self.writer.sinks), str(error))
             self.display = None
             return wait
         if not self.shown:  # the clock starts once the first frame is up (opening the window takes a while)

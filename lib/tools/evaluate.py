@@ -6,12 +6,12 @@ import time
 from pathlib import Path
 
 from lib.live.checks import check_number
-from lib.live.errors import UserError
+from lib.live.errors import UserError, shown
 from lib.live.files import check_output_file, special, write_text
 from lib.live.model_info import ModelInfo
 from lib.live.segmenter import load_segmenter
 from lib.training.failures import is_out_of_memory
-from lib.training.pairs import Pair, pairs_under, shown
+from lib.training.pairs import Pair, pairs_under
 from lib.training.provenance import split_of, trained_on
 from lib.training.scoring import save_worst, score
 from lib.training.splits import SPLIT_NAMES

@@ -12,7 +12,7 @@ photo, kept inside the box (plus a little slack: boxes are drawn tight). Then ev
   nobody boxed, in a crowd or far away;
 - background: everything else (far from every box and not person-like).
 
-Unknown pixels go to ignore/ (255), which training and every score leave out (lib.training.pairs).
+Unknown pixels go to ignore/ (255), which training and every score leave out (lib.training.masks).
 Only our own networks label: peers' outputs are never labels (they are for comparison only).
 """
 

@@ -20,8 +20,9 @@ from lib.live.loop import Options, Stats, run
 from lib.live.preprocess import read_frame
 from lib.live.sinks import Sink
 from lib.live.sources import Frame, Source
+from lib.training.masks import read_mask
 from lib.training.metrics import boundary_f, flicker_rate
-from lib.training.pairs import Pair, read_mask
+from lib.training.pairs import Pair
 
 
 @dataclass

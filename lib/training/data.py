@@ -14,11 +14,12 @@ import torch
 from torch.utils.data import DataLoader, Sampler
 
 from lib.live.checks import check_number
-from lib.live.errors import UserError
+from lib.live.errors import UserError, shown
 from lib.live.preprocess import Preprocess
 from lib.training.config import read_bindings
 from lib.training.copy_paste import SceneComposer, plate_split
-from lib.training.pairs import IGNORE, Pair, read_rgb, read_target, scan_root, shown
+from lib.training.masks import IGNORE, read_target
+from lib.training.pairs import Pair, read_rgb, scan_root
 from lib.training.splits import SPLIT_NAMES, split_pairs
 from lib.training.transforms import EvalTransform, TrainTransform
 

@@ -1,6 +1,6 @@
 """Losses on person logits: SoftBCE (the reference), Dice, Lovász, and weighted sums of them.
 
-Targets are 1 (person), 0 (background) or 255 (unknown, lib.training.pairs.IGNORE): every term leaves the
+Targets are 1 (person), 0 (background) or 255 (unknown, lib.training.masks.IGNORE): every term leaves the
 unknown pixels out, so a bystander nobody labelled is never taught as background.
 """
 
@@ -11,7 +11,7 @@ from torch import nn
 
 from lib.live.errors import UserError
 
-UNKNOWN = 255  # lib.training.pairs.IGNORE (not imported: the loss stays free of the data modules)
+UNKNOWN = 255  # lib.training.masks.IGNORE (not imported: the loss stays free of the data modules)
 
 
 class MaskedBCE(nn.Module):

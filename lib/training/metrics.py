@@ -3,7 +3,7 @@
 Person IoU is computed from tp/fp/fn summed over the whole split (large people weigh more, as in
 the reference's number); mean per-image IoU treats every photo alike. An image with no person
 and no prediction counts as a perfect 1.0 for the per-image scores. Unknown pixels (target 255,
-lib.training.pairs.IGNORE) count nowhere.
+lib.training.masks.IGNORE) count nowhere.
 """
 
 import cv2

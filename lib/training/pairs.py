@@ -8,18 +8,16 @@ Two layouts, detected from the root folder:
   An optional ignore/<name>.png marks unknown pixels (nonzero: neither person nor background,
   e.g. bystanders nobody labelled): the loss and every score leave them out.
 
-How a mask's values are read (read_mask), the rule for every layout: a mask holding 0 and one
-other value (0/255, 0/1, 0/100, ...) is a hard mask, that value the person; a mask holding more
-values (a soft matte, antialiased edges, JPEG noise) is the person where it reaches half its
-type's full scale (128 of 255). What a root's masks hold is surveyed when it is scanned, and a
-root whose masks are all empty, or soft and never reach half scale, is named in a warning.
+How a mask's values are read, the rule for every layout, and what a root's masks are surveyed
+for when it is scanned: lib.training.masks.
 
 Bad files are found before training starts, from file headers (cheap: no decoding), and
 reported once; the run stops only when nothing usable is left.
 
 File names need not be UTF-8 (a camera's or an old Windows tool's latin-1 `caf\xe9.jpg`): Python
 carries such bytes as surrogates, which OpenCV cannot take (it crashes the process), so images
-are read from their bytes (lib.live.preprocess.read_image) and names are printed through shown().
+are read from their bytes (lib.live.preprocess.read_image) and names are printed through
+lib.live.errors.shown.
 """
 
 import os
@@ -31,19 +29,13 @@ import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from lib.live.errors import UserError
+from lib.live.errors import UserError, shown
 from lib.live.preprocess import IMAGE_SUFFIXES, read_image, to_rgb
+from lib.training.masks import mask_survey
+from lib.training.masks import read_mask as read_mask  # also imported from here (tests/test_shipped_model.py)
 
-SURVEY = 64  # masks decoded per root when it is scanned, to say what they hold (mask_survey)
-IGNORE = 255  # the value of an unknown pixel in a target (read_target): 0 background, 1 person
 MIN_SIDE = 32  # the encoders downsample 5 times: a smaller photo has no pixel left at the bottom
 EXIF_ORIENTATION = 0x0112
-
-
-def shown(text) -> str:
-    """A path or a text that names one, printable: bytes that are not UTF-8 (carried as surrogates)
-    are written as \\xe9 instead of failing the print or crashing OpenCV's putText."""
-    return str(text).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def read_photo(path: Path) -> np.ndarray:
@@ -272,102 +264,3 @@ def check_pair(pair: Pair) -> str | None:
 def read_rgb(path: Path) -> np.ndarray:
     """HxWx3 uint8 RGB, as training reads photos (lib.live.preprocess says why)."""
     return to_rgb(read_photo(path))
-
-
-def mask_values(path: Path, layout: str) -> np.ndarray:
-    """The values a mask marks the person with, as stored: HxW (the alpha of an RGBA mask, the
-    brightest channel of a coloured one)."""
-    raw = read_image(path, cv2.IMREAD_UNCHANGED)
-    if raw is None:
-        raise OSError(f"{shown(path)}: not a readable image")
-    if layout == "aisegment":
-        # Exactly how the AISegment mattes must be read: the alpha channel is the person.
-        if raw.ndim != 3 or raw.shape[2] != 4:
-            raise OSError(f"{shown(path)}: expected an RGBA PNG (person in the alpha channel), got shape {raw.shape}")
-        return raw[:, :, 3]
-    if raw.ndim == 2:
-        return raw
-    if raw.shape[2] == 4:
-        return raw[:, :, 3]
-    return raw.max(axis=2)  # a coloured mask: any non-black pixel is the person
-
-
-def full_scale(values: np.ndarray) -> float:
-    return float(np.iinfo(values.dtype).max) if values.dtype.kind in "ui" else 1.0
-
-
-def read_mask(path: Path, layout: str) -> np.ndarray:
-    """HxW uint8 in {0, 1}: 1 where the person is, by the rule in this module's docstring: a hard
-    mask (0 and one other value: 0/255, 0/1, 0/100) is that value; a soft one reaches half scale."""
-    values = mask_values(path, layout)
-    person = values > 0
-    if not person.any():
-        return person.astype(np.uint8)
-    lowest, highest = values[person].min(), values.max()
-    if lowest == highest:  # a hard mask, whatever value it marks the person with
-        return person.astype(np.uint8)
-    return (values.astype(np.float32) >= full_scale(values) / 2).astype(np.uint8)
-
-
-def mask_survey(root: str, pairs: list[Pair], limit: int = SURVEY) -> list[str]:
-    """What a root's masks hold, where it will surprise: every mask empty, hard masks of a value
-    other than full scale or 1 (read as person: a note), soft masks that never reach half scale
-    (read as empty). Decodes `limit` masks spread over the root (all of them in a small root)."""
-    if not pairs:
-        return []
-    chosen = pairs[:: max(1, -(-len(pairs) // limit))][:limit]
-    read, empty, hard, soft_max, scale = 0, 0, set(), [], 255.0
-    for pair in chosen:
-        try:
-            values = mask_values(pair.mask_path, pair.layout)
-        except OSError:
-            continue  # a corrupt body behind a good header: reported where it is read
-        read += 1
-        scale = full_scale(values)
-        nonzero = values[values > 0]
-        if not nonzero.size:
-            empty += 1
-        elif nonzero.min() == nonzero.max():
-            hard.add(int(nonzero.max()))
-        else:
-            soft_max.append(int(values.max()))
-    where = (
-        f"its {len(pairs)} masks"
-        if len(chosen) == len(pairs)
-        else f"the {len(chosen)} of its {len(pairs)} masks checked"
-    )
-    notes = []
-    if read and empty == read:
-        return [
-            f"every mask in {shown(root)} is empty (no person pixel in {where}): person IoU on it is 0 "
-            "wherever a model finds anyone; masks mark the person with 255 (or 1), background 0"
-        ]
-    odd = sorted(hard - {1, int(scale)})
-    if odd:
-        notes.append(
-            f"masks in {shown(root)} hold 0 and {'/'.join(map(str, odd))}, not 0/{scale:g}: "
-            f"read as hard masks, {'/'.join(map(str, odd))} the person"
-        )
-    faint = [m for m in soft_max if m < scale / 2]
-    if faint:
-        notes.append(
-            f"{len(faint)} of {where} in {shown(root)} hold values 0..{max(faint)}, not 0/{scale:g}: soft masks are "
-            f"the person where they reach {scale / 2:g} (half of {scale:g}), so these read as empty; "
-            f"scale them to 0..{scale:g}"
-        )
-    return notes
-
-
-def read_target(pair: Pair) -> np.ndarray:
-    """HxW uint8: 1 person, 0 background, IGNORE where the pair's ignore mask marks unknown pixels."""
-    target = read_mask(pair.mask_path, pair.layout)
-    if pair.ignore:
-        unknown = read_image(pair.ignore_path, cv2.IMREAD_GRAYSCALE)
-        if unknown is None:
-            raise OSError(f"{shown(pair.ignore_path)}: not a readable image")
-        if unknown.shape != target.shape:
-            raise OSError(
-                f"{shown(pair.ignore_path)}: ignore mask {unknown.shape} differs from its mask's {target.shape}"
-            )
-        target[unknown > 0] = IGNORE
-    return target

@@ -34,8 +34,9 @@ from lib.live.preprocess import to_rgb
 from lib.live.segmenter import Segmenter
 from lib.training.failures import is_disk_full
 from lib.training.inference import torch_backend
+from lib.training.masks import read_target
 from lib.training.model import save_checkpoint
-from lib.training.pairs import Pair, read_photo, read_target
+from lib.training.pairs import Pair, read_photo
 from lib.training.pictures import prediction_row, save_curves, save_grid, save_picture
 from lib.training.splits import SPLIT_NAMES, read_split, write_split
 

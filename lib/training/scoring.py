@@ -10,7 +10,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from lib.live.errors import UserError
+from lib.live.errors import UserError, shown
 from lib.live.files import WriteFailed
 from lib.live.model_info import ModelInfo
 from lib.live.preprocess import to_rgb
@@ -19,8 +19,9 @@ from lib.training import metrics
 from lib.training.copy_paste import plate_split
 from lib.training.export import export_all
 from lib.training.inference import torch_backend
+from lib.training.masks import IGNORE, read_target
 from lib.training.model import load_checkpoint
-from lib.training.pairs import IGNORE, Pair, pairs_under, read_photo, read_target, shown
+from lib.training.pairs import Pair, pairs_under, read_photo
 from lib.training.pictures import prediction_row, save_grid
 
 

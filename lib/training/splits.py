@@ -8,9 +8,9 @@ import random
 from collections.abc import Sequence
 from pathlib import Path
 
-from lib.live.errors import UserError
+from lib.live.errors import UserError, shown
 from lib.live.files import write_atomic
-from lib.training.pairs import Pair, shown
+from lib.training.pairs import Pair
 
 SPLIT_NAMES = ("train", "val", "test")
 
