@@ -7,8 +7,10 @@ python evaluate.py --ckpt models/lite.onnx --data ../shared/data/ccp --json out/
 import argparse
 import os
 
-import lib.training.configurables  # noqa: F401  (checks the training stack, registers every gin configurable)
-from lib.live.errors import run_cli
+from lib.live.errors import cli_errors, run_cli
+
+with cli_errors():  # the training stack not installed: one line, exit status 2
+    import lib.training.configurables  # noqa: F401  (checks the training stack, registers every gin configurable)
 from lib.tools.evaluate import SPLIT_CHOICES, evaluate
 
 

@@ -11,9 +11,11 @@ calibration's.
 import argparse
 from pathlib import Path
 
-import lib.training.configurables  # noqa: F401  (checks the training stack, registers every gin configurable)
+from lib.live.errors import UserError, cli_errors, run_cli
+
+with cli_errors():  # the training stack not installed: one line, exit status 2
+    import lib.training.configurables  # noqa: F401  (checks the training stack, registers every gin configurable)
 from lib.live.checks import check_number
-from lib.live.errors import UserError, run_cli
 from lib.live.files import check_writable
 from lib.training.export import FORMATS, SUFFIXES, export_all, matches, webcam_like_frames
 from lib.training.model import load_checkpoint

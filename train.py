@@ -2,9 +2,11 @@
 
 import argparse
 
-import lib.training.configurables  # noqa: F401  (checks the training stack, registers every gin configurable)
+from lib.live.errors import UserError, cli_errors, run_cli
+
+with cli_errors():  # the training stack not installed: one line, exit status 2
+    import lib.training.configurables  # noqa: F401  (checks the training stack, registers every gin configurable)
 import lib.training.train
-from lib.live.errors import UserError, run_cli
 from lib.training.config import parse, parse_for_resume
 
 

@@ -14,8 +14,10 @@ last --ckpt's run folder gives the calibration photos). Nothing existing is over
 import argparse
 from pathlib import Path
 
-import lib.training.configurables  # noqa: F401  (checks the training stack)
-from lib.live.errors import UserError, run_cli
+from lib.live.errors import UserError, cli_errors, run_cli
+
+with cli_errors():  # the training stack not installed: one line, exit status 2
+    import lib.training.configurables  # noqa: F401  (checks the training stack)
 from lib.training.model import average_checkpoints, save_checkpoint
 
 

@@ -21,8 +21,10 @@ from pathlib import Path
 
 import cv2
 
-import lib.training.configurables  # noqa: F401  (checks the training stack, registers every gin configurable)
-from lib.live.errors import UserError, run_cli
+from lib.live.errors import UserError, cli_errors, run_cli
+
+with cli_errors():  # the training stack not installed: one line, exit status 2
+    import lib.training.configurables  # noqa: F401  (checks the training stack, registers every gin configurable)
 from lib.live.loop import Options
 from lib.tools.compare import load_peers, select_photos
 from lib.tools.livebench import compositing_ms, make_clip, quality, read_stills, speed

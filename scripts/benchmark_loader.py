@@ -11,8 +11,10 @@ import argparse
 import os
 import time
 
-import lib.training.configurables  # noqa: F401  (checks the training stack, registers every gin configurable)
-from lib.live.errors import run_cli
+from lib.live.errors import cli_errors, run_cli
+
+with cli_errors():  # the training stack not installed: one line, exit status 2
+    import lib.training.configurables  # noqa: F401  (checks the training stack, registers every gin configurable)
 from lib.training.data import build_dataloaders, make_splits
 
 

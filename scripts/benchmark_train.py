@@ -18,11 +18,13 @@ import time
 import gin
 import torch
 
-import lib.training.configurables  # noqa: F401  (checks the training stack, registers every gin configurable)
+from lib.live.errors import cli_errors, run_cli
+
+with cli_errors():  # the training stack not installed: one line, exit status 2
+    import lib.training.configurables  # noqa: F401  (checks the training stack, registers every gin configurable)
 import lib.training.data
 import lib.training.losses
 import lib.training.model
-from lib.live.errors import run_cli
 from lib.training.config import parse
 
 

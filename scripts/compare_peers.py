@@ -18,8 +18,10 @@ import argparse
 import shlex
 import sys
 
-import lib.training.configurables  # noqa: F401  (checks the training stack, registers every gin configurable)
-from lib.live.errors import UserError, run_cli
+from lib.live.errors import UserError, cli_errors, run_cli
+
+with cli_errors():  # the training stack not installed: one line, exit status 2
+    import lib.training.configurables  # noqa: F401  (checks the training stack, registers every gin configurable)
 from lib.tools.compare import compare
 from lib.tools.peers import PEER_FILES as PEERS
 from lib.training.copy_paste import plate_split

@@ -12,9 +12,11 @@ Each file is checked like export.py checks it; nothing in models/ is overwritten
 import argparse
 from pathlib import Path
 
-import lib.training.configurables  # noqa: F401  (checks the training stack, registers every gin configurable)
+from lib.live.errors import UserError, cli_errors, run_cli
+
+with cli_errors():  # the training stack not installed: one line, exit status 2
+    import lib.training.configurables  # noqa: F401  (checks the training stack, registers every gin configurable)
 from lib import ROOT
-from lib.live.errors import UserError, run_cli
 from lib.live.model_info import ModelInfo
 from lib.training.data import recipe_of_files
 from lib.training.export import export_all, webcam_like_frames

@@ -3,10 +3,15 @@
 reaches for it is named. One subprocess, about a second; tests/test_live_install.py runs the
 real thing (webcam.py in a live-only environment) and is slow."""
 
+import importlib
 import subprocess
 import sys
+import types
 
+import pytest
 from helpers import ROOT, TRAINING_STACK
+
+from lib.live.errors import UserError
 
 IMPORT_EVERY_LIVE_MODULE = f"""
 import importlib, importlib.abc, pkgutil, sys, traceback
@@ -40,3 +45,13 @@ def test_every_live_module_imports_without_the_training_stack():
     reached = sorted({line for line in done.stdout.splitlines() if not line.startswith("ok ")})
     assert not reached, "the live install has no training stack, yet " + "; ".join(reached)
     assert {"lib.live.loop", "lib.live.segmenter", "lib.live.compose", "lib.live.preprocess"} <= set(imported)
+
+
+def test_the_training_stack_check_raises_and_never_exits(monkeypatch):
+    """lib.training.configurables without gin-config (only the repository's gin/ folder to import):
+    a UserError with the line entry scripts print (cli_errors), not an exit of the importing process."""
+    monkeypatch.setitem(sys.modules, "gin", types.ModuleType("gin"))
+    monkeypatch.delitem(sys.modules, "lib.training.configurables")
+    says = r"^gin-config is not installed: pip install -r requirements.txt \(a live-only install runs webcam.py only\)$"
+    with pytest.raises(UserError, match=says):
+        importlib.import_module("lib.training.configurables")

@@ -3,6 +3,7 @@ file's name is shown in a message whatever bytes it holds."""
 
 import sys
 from collections.abc import Callable
+from contextlib import contextmanager
 
 
 class UserError(Exception):
@@ -21,10 +22,14 @@ def shown(text) -> str:
     return str(text).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
-def run_cli(main: Callable[[], object]) -> None:
-    """Run an entry script's main(); turn UserError and Ctrl-C into a message and an exit status."""
+@contextmanager
+def cli_errors():
+    """UserError and Ctrl-C as an entry script says them: a message and an exit status, no traceback.
+
+    Around main() (run_cli), and around the import that checks the training stack
+    (lib.training.configurables raises a UserError when it is not installed)."""
     try:
-        main()
+        yield
     except UserError as error:
         # gin appends "In call to configurable ..." lines to exceptions it passes through
         message = str(error).split("\n  In call to configurable")[0]
@@ -33,3 +38,9 @@ def run_cli(main: Callable[[], object]) -> None:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)
+
+
+def run_cli(main: Callable[[], object]) -> None:
+    """Run an entry script's main(); turn UserError and Ctrl-C into a message and an exit status."""
+    with cli_errors():
+        main()

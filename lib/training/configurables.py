@@ -3,13 +3,16 @@
 
 It first checks that the training stack is installed: without gin-config, `import gin` would
 find the repository's own gin/ folder (a namespace package) and fail with an AttributeError
-that names no package; without torch, a ModuleNotFoundError deep in a traceback.
+that names no package; without torch, a ModuleNotFoundError deep in a traceback. What is missing
+is raised as a UserError (importing a library never exits the process); an entry script imports
+this module inside lib.live.errors.cli_errors, which prints it in one line and exits with 2.
 """
 
 import importlib.util
-import sys
 
 import gin
+
+from lib.live.errors import UserError
 
 FULL_INSTALL = "pip install -r requirements.txt"
 
@@ -24,12 +27,8 @@ def _missing() -> str | None:
 
 
 if missing := _missing():
-    # before any traceback can start: this is an install problem, not a bug
-    print(
-        f"error: {missing} is not installed: {FULL_INSTALL} (a live-only install runs webcam.py only)",
-        file=sys.stderr,
-    )
-    sys.exit(2)
+    # before any traceback can start: an install problem, not a bug
+    raise UserError(f"{missing} is not installed: {FULL_INSTALL} (a live-only install runs webcam.py only)")
 
 # the torch loaders for lib.live.segmenter.load_segmenter come with them (lib.training.inference)
 from lib.training import data, inference, losses, model, train  # noqa: E402,F401
