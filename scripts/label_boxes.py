@@ -24,8 +24,9 @@ import cv2
 import numpy as np
 
 import lib.training.inference  # noqa: F401  (fills the loader table: .pt and .ts model files too)
-from lib.live.errors import UserError, run_cli
-from lib.live.preprocess import IMAGE_SUFFIXES, to_rgb
+from lib.live.errors import UserError, run_cli, shown
+from lib.live.files import write_image
+from lib.live.preprocess import IMAGE_SUFFIXES, read_image, to_rgb
 from lib.live.segmenter import load_segmenter
 from lib.tools.label_boxes import (
     Agreement,
@@ -126,32 +127,32 @@ def main() -> None:
         shutil.rmtree(tmp, ignore_errors=True)
         for sub in ("images", "masks", "ignore"):
             (tmp / sub).mkdir(parents=True)
-    agreement, shown, skipped, started = Agreement(), [], [], time.time()
+    agreement, picked, skipped, started = Agreement(), [], [], time.time()
     try:
         for i, path in enumerate(photos, 1):
-            photo = cv2.imread(str(path), cv2.IMREAD_COLOR)
+            photo = read_image(path, cv2.IMREAD_COLOR)
             if photo is None:
-                skipped.append(f"{path.name}: unreadable")
+                skipped.append(f"{shown(path.name)}: unreadable")
                 continue
             boxes = read_boxes(path.stem, photo.shape[1], photo.shape[0])
             if boxes is None:
-                skipped.append(f"{path.name}: no box file")
+                skipped.append(f"{shown(path.name)}: no box file")
                 continue
             mask, unknown, _ = label_photo(photo, boxes, predict, aspect, settings)
             if tmp is not None:
                 _link_or_copy(path, tmp / "images" / path.name)
-                cv2.imwrite(str(tmp / "masks" / f"{path.stem}.png"), mask)
+                write_image(tmp / "masks" / f"{path.stem}.png", mask)
                 if unknown.any():
-                    cv2.imwrite(str(tmp / "ignore" / f"{path.stem}.png"), unknown.astype(np.uint8) * 255)
+                    write_image(tmp / "ignore" / f"{path.stem}.png", unknown.astype(np.uint8) * 255)
             if hand is not None:
-                truth = cv2.imread(str(hand / f"{path.stem}.png"), cv2.IMREAD_GRAYSCALE)
+                truth = read_image(hand / f"{path.stem}.png", cv2.IMREAD_GRAYSCALE)
                 if truth is None:
-                    skipped.append(f"{path.name}: no hand mask in {hand}")
+                    skipped.append(f"{shown(path.name)}: no hand mask in {shown(hand)}")
                 else:
-                    ignore = cv2.imread(str(hand.parent / "ignore" / f"{path.stem}.png"), cv2.IMREAD_GRAYSCALE)
+                    ignore = read_image(hand.parent / "ignore" / f"{path.stem}.png", cv2.IMREAD_GRAYSCALE)
                     agreement.add(mask, unknown, truth, None if ignore is None else ignore > 127)
-            if args.picture and len(shown) < 12 and len(boxes.people) >= 2 and i % 3 == 0:
-                shown.append((path.name, overlay(photo, mask, unknown, boxes)))
+            if args.picture and len(picked) < 12 and len(boxes.people) >= 2 and i % 3 == 0:
+                picked.append((path.name, overlay(photo, mask, unknown, boxes)))
             if i % 100 == 0 or i == len(photos):
                 rate = i / (time.time() - started)
                 print(f"{i}/{len(photos)} photos, {rate:.1f}/s", flush=True)
@@ -165,8 +166,8 @@ def main() -> None:
     print(f"labelled {len(photos) - len(skipped)} photos with {', '.join(ckpts)}" + (f" into {out}" if out else ""))
     if hand is not None:
         print(agreement.report())
-    if args.picture and shown:
-        tiles = [cv2.resize(t, (round(t.shape[1] * 300 / t.shape[0]), 300)) for _, t in shown]
+    if args.picture and picked:
+        tiles = [cv2.resize(t, (round(t.shape[1] * 300 / t.shape[0]), 300)) for _, t in picked]
         rows = [np.hstack(tiles[k : k + 3]) for k in range(0, len(tiles) - len(tiles) % 3, 3)]
         rows = rows or tiles[:1]
         save_grid(Path(args.picture), rows, row_height=300)

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import cv2
 
+from lib.live.files import write_image
+from lib.live.preprocess import read_image
 from lib.training.pairs import scan_root
 
 
@@ -32,16 +34,16 @@ def main() -> None:
         if dest.exists():
             shutil.rmtree(dest)
         for pair in chosen:
-            image = cv2.imread(str(pair.image_path), cv2.IMREAD_COLOR)
-            mask = cv2.imread(str(pair.mask_path), cv2.IMREAD_UNCHANGED)
+            image = read_image(pair.image_path, cv2.IMREAD_COLOR)
+            mask = read_image(pair.mask_path, cv2.IMREAD_UNCHANGED)
             size = (image.shape[1] // 2, image.shape[0] // 2)
             image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
             mask = cv2.resize(mask, size, interpolation=cv2.INTER_NEAREST)
             (dest / pair.image).parent.mkdir(parents=True, exist_ok=True)
             (dest / pair.mask).parent.mkdir(parents=True, exist_ok=True)
             image_path = (dest / pair.image).with_suffix(".jpg")
-            cv2.imwrite(str(image_path), image, [cv2.IMWRITE_JPEG_QUALITY, 85])
-            cv2.imwrite(str(dest / pair.mask), mask, [cv2.IMWRITE_PNG_COMPRESSION, 9])
+            write_image(image_path, image, [cv2.IMWRITE_JPEG_QUALITY, 85])
+            write_image(dest / pair.mask, mask, [cv2.IMWRITE_PNG_COMPRESSION, 9])
         print(f"{dest}: {len(chosen)} pairs from {root}")
 
 

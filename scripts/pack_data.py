@@ -18,8 +18,9 @@ from PIL import Image
 from tqdm import tqdm
 
 from lib.live.errors import UserError, run_cli
+from lib.live.files import write_image
 from lib.training.masks import read_mask
-from lib.training.pairs import scan_root
+from lib.training.pairs import read_photo, scan_root
 
 
 def pack_root(root: Path, out: Path, long_side: int, quality: int) -> int:
@@ -27,7 +28,7 @@ def pack_root(root: Path, out: Path, long_side: int, quality: int) -> int:
     if scan.report():
         print(scan.report())
     for pair in tqdm(scan.pairs, desc=root.name, unit="pair"):
-        image = cv2.imread(str(pair.image_path), cv2.IMREAD_COLOR)
+        image = read_photo(pair.image_path)
         mask = read_mask(pair.mask_path, pair.layout)
         scale = long_side / max(image.shape[:2])
         if scale < 1:
@@ -37,7 +38,7 @@ def pack_root(root: Path, out: Path, long_side: int, quality: int) -> int:
         image_out, mask_out = out / pair.image, out / pair.mask
         image_out.parent.mkdir(parents=True, exist_ok=True)
         mask_out.parent.mkdir(parents=True, exist_ok=True)
-        cv2.imwrite(str(image_out), image, [cv2.IMWRITE_JPEG_QUALITY, quality])
+        write_image(image_out, image, [cv2.IMWRITE_JPEG_QUALITY, quality])
         if pair.layout == "aisegment":  # the layout's contract: the person is the alpha channel
             rgba = np.zeros((*mask.shape, 4), np.uint8)
             rgba[:, :, 3] = mask * 255

@@ -20,7 +20,7 @@ import pytest
 from helpers import count_frames, device_node, make_tracks, node_kind, on_terminal
 
 from lib.live.errors import UserError
-from lib.live.files import OutputTaken, check_output_file, publish, write_text
+from lib.live.files import OutputTaken, check_output_file, publish, write_image, write_text
 from lib.live.preprocess import read_frame, read_image
 from lib.live.stop import Stopped, StopSignals
 
@@ -411,6 +411,18 @@ def test_the_shared_image_reader_takes_any_name(tmp_path, name, flags, shape):
     if flags == cv2.IMREAD_COLOR and shape is None:
         with pytest.raises(OSError, match="not a readable image"):
             read_frame(path)
+
+
+def test_the_shared_image_writer_takes_any_name(tmp_path):
+    """lib.live.files.write_image: cv2.imwrite crashed the process on such a name, as imread did."""
+    picture = np.full((H, W, 3), 90, np.uint8)
+    for name in (b"caf\xe9.jpg", b"masque\xe9.PNG"):
+        path = Path(os.fsdecode(os.fsencode(tmp_path) + b"/" + name))
+        write_image(path, picture, [cv2.IMWRITE_JPEG_QUALITY, 90])
+        assert read_image(path, cv2.IMREAD_COLOR).shape == (H, W, 3)
+    with pytest.raises(UserError, match=r"--picture .*out.xyz: OpenCV cannot encode a 160x120 image as .xyz"):
+        write_image(tmp_path / "out.xyz", picture, flag="--picture")
+    assert sorted(os.listdir(os.fsencode(tmp_path))) == [b"caf\xe9.jpg", b"masque\xe9.PNG"]  # no temporary left
 
 
 NAMES = [

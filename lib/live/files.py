@@ -16,9 +16,12 @@ import secrets
 import shutil
 import stat
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+
+import cv2
+import numpy as np
 
 from lib.live.errors import UserError
 
@@ -155,6 +158,23 @@ def write_text(path: str | Path, text: str, flag: str | None = None) -> None:
     """Text (json, a config) to `path`, all or nothing; into a device or pipe (/dev/stdout, a FIFO)
     as it is. The one text writer every entry script uses for its outputs (--json)."""
     write_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"), flag=flag)
+
+
+def write_image(path: str | Path, image: np.ndarray, params: Sequence[int] = (), flag: str | None = None) -> None:
+    """cv2.imwrite(path, image, params) for any file name, all or nothing: the format is the suffix's.
+
+    Encoded by OpenCV and written by Python, as lib.live.preprocess.read_image reads: OpenCV 5
+    crashes the process (SIGSEGV) on a name that is not valid UTF-8. UserError when OpenCV has no
+    encoder for the suffix; WriteFailed (write_atomic) when the disk refuses."""
+    suffix = Path(path).suffix
+    try:
+        ok, data = cv2.imencode(suffix, image, list(params))
+    except cv2.error:  # no encoder for this suffix
+        ok = False
+    if not ok:
+        what = f"a {image.shape[1]}x{image.shape[0]} image as {suffix or 'a file without a suffix'}"
+        raise UserError(f"{_named(flag, Path(path))}: OpenCV cannot encode {what} (expected .jpg, .png, ...)")
+    write_atomic(path, lambda tmp: tmp.write_bytes(data.tobytes()), flag=flag)
 
 
 def publish(tmp: Path, path: Path, overwrite: bool, flag: str = "--output") -> Path:

@@ -15,7 +15,8 @@ import numpy as np
 import lib.training.inference  # noqa: F401  (fills the loader table: .pt and .ts files too)
 from lib.live.compose import Compositor, fit_background
 from lib.live.errors import UserError
-from lib.live.preprocess import letterbox
+from lib.live.files import write_image
+from lib.live.preprocess import letterbox, read_image
 from lib.live.segmenter import load_segmenter
 from lib.tools.peers import MediaPipeSelfie, MeetSegmentation, PPHumanSeg
 from lib.training.data import recipe_splits
@@ -43,7 +44,7 @@ def spread_per_root(pairs: list[Pair], n: int) -> list[Pair]:
 
 
 def _is_landscape(pair: Pair) -> bool:
-    height, width = cv2.imread(str(pair.image_path), cv2.IMREAD_REDUCED_GRAYSCALE_8).shape
+    height, width = read_image(pair.image_path, cv2.IMREAD_REDUCED_GRAYSCALE_8).shape  # an eighth: quick
     return width > height
 
 
@@ -162,9 +163,10 @@ def save_picture(path: Path, models: list[tuple[str, object]], pairs: list[Pair]
             if i == 0 or j == 0:  # column titles on the first row; every photo says where it is from
                 _title(row[j], title)
         grid.append(np.hstack(row))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(path), np.vstack(grid), [cv2.IMWRITE_JPEG_QUALITY, 80]):
-        raise UserError(f"--picture {path}: could not write it (expected a .jpg name in a writable folder)")
+    try:
+        write_image(path, np.vstack(grid), [cv2.IMWRITE_JPEG_QUALITY, 80])
+    except UserError:  # no encoder for the suffix, or the disk refused (WriteFailed)
+        raise UserError(f"--picture {path}: could not write it (expected a .jpg name in a writable folder)") from None
 
 
 def compare(
