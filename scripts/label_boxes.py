@@ -36,8 +36,9 @@ from lib.tools.label_boxes import (
     read_txt_boxes,
     read_yolo_boxes,
     segmenters_predict,
+    summary,
 )
-from lib.training.pictures import save_grid
+from lib.training.pictures import mosaic, save_picture
 
 
 def parse_args() -> argparse.Namespace:
@@ -128,6 +129,7 @@ def main() -> None:
         for sub in ("images", "masks", "ignore"):
             (tmp / sub).mkdir(parents=True)
     agreement, picked, skipped, started = Agreement(), [], [], time.time()
+    unknown_px = all_px = 0  # over every photo labelled, for the closing line
     try:
         for i, path in enumerate(photos, 1):
             photo = read_image(path, cv2.IMREAD_COLOR)
@@ -139,6 +141,7 @@ def main() -> None:
                 skipped.append(f"{shown(path.name)}: no box file")
                 continue
             mask, unknown, _ = label_photo(photo, boxes, predict, aspect, settings)
+            unknown_px, all_px = unknown_px + int(np.count_nonzero(unknown)), all_px + unknown.size
             if tmp is not None:
                 _link_or_copy(path, tmp / "images" / path.name)
                 write_image(tmp / "masks" / f"{path.stem}.png", mask)
@@ -163,14 +166,11 @@ def main() -> None:
             shutil.rmtree(tmp, ignore_errors=True)
     if skipped:
         print(f"{len(skipped)} photos skipped (e.g. {'; '.join(skipped[:3])})")
-    print(f"labelled {len(photos) - len(skipped)} photos with {', '.join(ckpts)}" + (f" into {out}" if out else ""))
+    print(summary(len(photos) - len(skipped), ckpts, out, unknown_px, all_px))
     if hand is not None:
         print(agreement.report())
     if args.picture and picked:
-        tiles = [cv2.resize(t, (round(t.shape[1] * 300 / t.shape[0]), 300)) for _, t in picked]
-        rows = [np.hstack(tiles[k : k + 3]) for k in range(0, len(tiles) - len(tiles) % 3, 3)]
-        rows = rows or tiles[:1]
-        save_grid(Path(args.picture), rows, row_height=300)
+        save_picture(Path(args.picture), mosaic([tile for _, tile in picked], row_height=300))
         print(f"picture: {args.picture} (green person, magenta unknown, yellow boxes)")
 
 

@@ -2,6 +2,7 @@
 lib/tools/label_boxes.py says, and the command writing a root that training reads."""
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -20,9 +21,11 @@ from lib.tools.label_boxes import (
     read_coco_boxes,
     read_txt_boxes,
     read_yolo_boxes,
+    summary,
 )
 from lib.training.masks import read_target
 from lib.training.pairs import scan_root
+from lib.training.pictures import GUTTER, mosaic
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -128,6 +131,25 @@ def test_agreement_leaves_unknown_pixels_out_and_counts_them():
     assert "IoU 1.0000" in agreement.report() and "10.0 %" in agreement.report()
 
 
+def test_the_closing_line_says_the_share_left_unknown_with_or_without_hand_masks():
+    assert summary(3, ["a.onnx", "b.pt"], None, 25, 200) == (
+        "labelled 3 photos with a.onnx, b.pt (12.5 % of all pixels left unknown)"
+    )
+    assert summary(1, ["a.onnx"], Path("out/root"), 0, 0).endswith(" into out/root (0.0 % of all pixels left unknown)")
+
+
+def test_the_label_picture_fills_every_row_whatever_the_tiles_aspects():
+    sizes = [(300, 400), (300, 200), (200, 600), (400, 300), (100, 100), (480, 640), (90, 320)]  # (height, width)
+    tiles = [np.full((h, w, 3), 255, np.uint8) for h, w in sizes]
+    picture = mosaic(tiles, row_height=150, per_row=3, gap=4)
+    assert picture.min() == GUTTER  # grey gutters, no black hole where a row would end short
+    count, labels = cv2.connectedComponents((picture[:, :, 0] == 255).astype(np.uint8))
+    assert count - 1 == len(tiles)  # every tile, each apart from the others
+    heights = [int(np.count_nonzero(np.any(labels == k, axis=1))) for k in range(1, count)]
+    assert all(75 <= h <= 300 for h in heights)  # rows near row_height, none squashed or blown up
+    assert mosaic(tiles[:1], row_height=150).shape == (150 + 8, 200 + 8, 3)  # one tile: itself, framed
+
+
 @pytest.mark.slow
 def test_the_command_writes_a_root_that_training_reads_and_scores_itself(tmp_path):
     images, boxes, hand = tmp_path / "images", tmp_path / "boxes", tmp_path / "masks"
@@ -149,6 +171,10 @@ def test_the_command_writes_a_root_that_training_reads_and_scores_itself(tmp_pat
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert "against hand masks: IoU" in done.stdout
+    # the closing line says the share left unknown (always; the line above only with --score-against)
+    assert re.search(
+        r"^labelled 3 photos with .* into .*labelled \(\d+\.\d % of all pixels left unknown\)$", done.stdout, re.M
+    )
     scan = scan_root(out)
     assert len(scan.pairs) == 3 and not scan.bad
     target = read_target(scan.pairs[0])

@@ -24,7 +24,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from lib.live.errors import UserError
+from lib.live.errors import UserError, shown
 
 BOX_FORMATS = ("txt", "yolo", "coco")
 
@@ -192,6 +192,14 @@ def segmenters_predict(segmenters, flip: bool) -> Predict:
         return [t / len(segmenters) for t in total]
 
     return predict
+
+
+def summary(photos: int, ckpts: list[str], out: Path | None, unknown: int, pixels: int) -> str:
+    """The labeller's closing line: how many photos, by which networks, into which root, and the
+    share of their pixels left unknown (training and every score leave those out)."""
+    into = f" into {shown(out)}" if out else ""
+    share = f"{100 * unknown / max(pixels, 1):.1f} % of all pixels left unknown"
+    return f"labelled {photos} photos with {', '.join(map(shown, ckpts))}{into} ({share})"
 
 
 @dataclass

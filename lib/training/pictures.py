@@ -13,6 +13,8 @@ from lib.live.compose import blend, blurred, soften  # noqa: E402
 from lib.live.files import write_atomic  # noqa: E402
 from lib.live.preprocess import to_bgr  # noqa: E402
 
+GUTTER = 128  # the neutral grey between a mosaic's tiles
+
 
 def _gray3(mask: np.ndarray) -> np.ndarray:
     """A probability or a target as grey; a target's unknown pixels (255) mid-grey with a tint."""
@@ -55,6 +57,49 @@ def save_grid(path: Path, rows: list[np.ndarray], titles: list[str] | None = Non
     width = max(r.shape[1] for r in resized)
     resized = [np.pad(r, ((0, 0), (0, width - r.shape[1]), (0, 0))) for r in resized]
     save_picture(path, np.vstack(resized))
+
+
+def mosaic(tiles: list[np.ndarray], row_height: int = 300, per_row: int = 3, gap: int = 4) -> np.ndarray:
+    """Tiles of any aspect in order, in rows that each fill the picture's width exactly (as a photo
+    gallery lays them out), on neutral grey gutters `gap` wide: no black holes where aspects differ.
+
+    The picture is about `per_row` tiles wide; where each row ends is chosen so row heights stay near
+    `row_height` (a row of wide tiles gets lower, one of tall tiles higher)."""
+    widths = [t.shape[1] * row_height / t.shape[0] for t in tiles]  # each tile at row_height
+    n = len(tiles)
+    width = round(min(per_row * float(np.mean(widths)) + (per_row - 1) * gap, sum(widths) + (n - 1) * gap))
+
+    def height(i: int, j: int) -> float:  # of a row of tiles i..j-1 filling the width
+        return row_height * (width - gap * (j - i - 1)) / sum(widths[i:j])
+
+    cost, start = [0.0] + [np.inf] * n, [0] * (n + 1)
+    for j in range(1, n + 1):
+        for i in range(j):
+            here = cost[i] + np.log(height(i, j) / row_height) ** 2
+            if here < cost[j]:
+                cost[j], start[j] = here, i
+    rows, j = [], n
+    while j:
+        rows.insert(0, (start[j], j))
+        j = start[j]
+    picture = [_gutter(gap, width)]
+    for i, j in rows:
+        h = max(1, round(height(i, j)))
+        scale = (width - gap * (j - i - 1)) / sum(widths[i:j])
+        edges = np.round(np.cumsum([0, *widths[i:j]]) * scale).astype(int)  # the tiles' widths sum exactly
+        row = []
+        for k, tile in enumerate(tiles[i:j]):
+            size = (int(edges[k + 1] - edges[k]), h)
+            shrink = cv2.INTER_AREA if size[0] < tile.shape[1] else cv2.INTER_LINEAR
+            if k:
+                row.append(_gutter(h, gap))
+            row.append(cv2.resize(tile, size, interpolation=shrink))
+        picture += [np.hstack(row), _gutter(gap, width)]
+    return np.pad(np.vstack(picture), ((0, 0), (gap, gap), (0, 0)), constant_values=GUTTER)
+
+
+def _gutter(height: int, width: int) -> np.ndarray:
+    return np.full((height, width, 3), GUTTER, np.uint8)
 
 
 def save_picture(path: Path, image_rgb: np.ndarray) -> None:
