@@ -5,6 +5,8 @@ the path); fixtures live in conftest.py."""
 import json
 import os
 import stat
+import subprocess
+import sys
 import zlib
 from fractions import Fraction
 from pathlib import Path
@@ -249,7 +251,6 @@ def count_frames(path: Path) -> int:
 def on_terminal(command: list, cwd: Path, timeout: float = 120) -> tuple[int, str]:
     """Run `command` with stderr on a real pseudo-terminal (as in a shell window); (exit status, what it showed)."""
     import pty
-    import subprocess
 
     master, slave = pty.openpty()
     run = subprocess.Popen(command, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=slave)
@@ -295,3 +296,38 @@ def latin1_names(root: Path) -> Path:
         for path in sorted((root / kind).iterdir()):
             os.rename(bytes(path), bytes(path.with_name(f"{LATIN1}-{path.name}")))
     return root
+
+
+# webcam.py run as a user runs it (tests/test_bad_input_webcam*.py; their inputs: conftest.py `files`)
+
+WEBCAM_CLIP = (160, 120, 12)  # width, height and frames of the clip those tests give webcam.py
+HEADLESS = {**os.environ, "DISPLAY": "", "WAYLAND_DISPLAY": ""}
+
+
+def webcam(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    """webcam.py with these arguments, as a user runs it, with no screen."""
+    return subprocess.run(
+        [sys.executable, str(ROOT / "webcam.py"), *args],
+        cwd=cwd, capture_output=True, text=True, timeout=120, env=HEADLESS,
+    )  # fmt: skip
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    """Every file under `folder` with its bytes: what a refused run must leave as it was."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def check_one_line(done: subprocess.CompletedProcess, status: int, names: str) -> None:
+    """Exit status `status`, no traceback, and one `error: ` line on stderr that names `names`."""
+    assert done.returncode == status, done.stderr
+    assert "Traceback" not in done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and names in lines[0], done.stderr
+
+
+def video_frames(path: Path) -> list:
+    """Every frame of a video as OpenCV decodes it."""
+    cap, frames = cv2.VideoCapture(str(path)), []
+    while (got := cap.read())[0]:
+        frames.append(got[1])
+    return frames
