@@ -25,7 +25,7 @@ import numpy as np
 
 import lib.training.inference  # noqa: F401  (fills the loader table: .pt and .ts model files too)
 from lib.live.errors import UserError, run_cli, shown
-from lib.live.files import write_image
+from lib.live.files import check_output_file, check_picture_name, write_image
 from lib.live.preprocess import IMAGE_SUFFIXES, read_image, to_rgb
 from lib.live.segmenter import load_segmenter
 from lib.tools.label_boxes import (
@@ -116,6 +116,8 @@ def main() -> None:
     hand = Path(args.score_against) if args.score_against else None
     if hand is not None and not hand.is_dir():
         raise UserError(f"--score-against {hand}: not a folder of masks")
+    if args.picture:  # its format is its suffix's: refused now, not after labelling every photo
+        check_output_file(check_picture_name(args.picture, "--picture"), "--picture")
     photos = photos_in(Path(args.images), args.limit)
     read_boxes = box_reader(args)
     ckpts = args.ckpt or ["models/lite.onnx"]
@@ -170,7 +172,7 @@ def main() -> None:
     if hand is not None:
         print(agreement.report())
     if args.picture and picked:
-        save_picture(Path(args.picture), mosaic([tile for _, tile in picked], row_height=300))
+        save_picture(Path(args.picture), mosaic([tile for _, tile in picked], row_height=300), flag="--picture")
         print(f"picture: {args.picture} (green person, magenta unknown, yellow boxes)")
 
 

@@ -25,7 +25,7 @@ from lib.tools.label_boxes import (
 )
 from lib.training.masks import read_target
 from lib.training.pairs import scan_root
-from lib.training.pictures import GUTTER, mosaic
+from lib.training.pictures import GUTTER, mosaic, save_picture
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -148,6 +148,29 @@ def test_the_label_picture_fills_every_row_whatever_the_tiles_aspects():
     heights = [int(np.count_nonzero(np.any(labels == k, axis=1))) for k in range(1, count)]
     assert all(75 <= h <= 300 for h in heights)  # rows near row_height, none squashed or blown up
     assert mosaic(tiles[:1], row_height=150).shape == (150 + 8, 200 + 8, 3)  # one tile: itself, framed
+
+
+def test_a_picture_is_written_in_the_format_of_its_suffix(tmp_path, monkeypatch):
+    """save_picture (--picture labels.jpg, training's and evaluate's pictures) wrote PNG bytes whatever the name."""
+    picture = np.zeros((60, 80, 3), np.uint8)
+    picture[:, :40] = (200, 30, 30)  # RGB: red on the left
+    jpeg, png = b"\xff\xd8", b"\x89PNG\r\n\x1a\n"  # the formats' magic bytes
+    for name, magic in (("labels.jpg", jpeg), ("labels.JPEG", jpeg), ("labels.png", png)):
+        save_picture(tmp_path / name, picture, flag="--picture")
+        assert (tmp_path / name).read_bytes().startswith(magic), name
+        back = cv2.imread(str(tmp_path / name))
+        assert back.shape == (60, 80, 3) and back[30, 10, 2] > 150 > back[30, 10, 0]  # BGR on disk: red stays red
+    expected = r"^--picture .*labels\.xyz: OpenCV cannot encode a 80x60 image as \.xyz \(expected \.png, \.jpg, .*\)$"
+    with pytest.raises(UserError, match=expected):
+        save_picture(tmp_path / "labels.xyz", picture, flag="--picture")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["labels.JPEG", "labels.jpg", "labels.png"]  # no temporary
+    # the labeller refuses such a name before labelling any photo
+    from scripts.label_boxes import main
+
+    argv = ["label_boxes", "--images", str(tmp_path), "--boxes", str(tmp_path), "--score-against", str(tmp_path)]
+    monkeypatch.setattr(sys, "argv", [*argv, "--picture", str(tmp_path / "labels")])
+    with pytest.raises(UserError, match=r"^--picture .*labels: OpenCV cannot encode a picture as a file without a"):
+        main()
 
 
 @pytest.mark.slow

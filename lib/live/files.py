@@ -11,6 +11,7 @@ Two runs writing the same new file: the second to finish does not replace the fi
 """
 
 import errno
+import functools
 import os
 import secrets
 import shutil
@@ -160,20 +161,51 @@ def write_text(path: str | Path, text: str, flag: str | None = None) -> None:
     write_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"), flag=flag)
 
 
+# The picture formats a message offers, most common first: those of them this OpenCV build encodes
+PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
+
+
+def _encode(suffix: str, image: np.ndarray, params: Sequence[int] = ()) -> np.ndarray | None:
+    """cv2.imencode's bytes, or None where OpenCV has no encoder for the suffix (or not for this image)."""
+    try:
+        ok, data = cv2.imencode(suffix, image, list(params))
+    except cv2.error:  # no encoder for this suffix
+        return None
+    return data if ok else None
+
+
+@functools.cache
+def picture_suffixes() -> tuple[str, ...]:
+    """Those of PICTURE_SUFFIXES this OpenCV build can write an 8-bit colour picture as."""
+    probe = np.zeros((64, 64, 3), np.uint8)
+    return tuple(s for s in PICTURE_SUFFIXES if _encode(s, probe) is not None)
+
+
+def _cannot_encode(path: Path, what: str, flag: str | None) -> UserError:
+    """'--picture out.gif: OpenCV cannot encode a picture as .gif (expected .png, .jpg, ...)'."""
+    suffix = path.suffix or "a file without a suffix"
+    expected = ", ".join(picture_suffixes())
+    return UserError(f"{_named(flag, path)}: OpenCV cannot encode {what} as {suffix} (expected {expected}, ...)")
+
+
+def check_picture_name(path: str | Path, flag: str | None = None) -> Path:
+    """Refuse, before the work that makes it, a picture's name whose suffix OpenCV cannot encode (.gif
+    on some builds, .xyz, none): the one line write_image would say at the end."""
+    path = Path(path)
+    if _encode(path.suffix, np.zeros((64, 64, 3), np.uint8)) is None:
+        raise _cannot_encode(path, "a picture", flag)
+    return path
+
+
 def write_image(path: str | Path, image: np.ndarray, params: Sequence[int] = (), flag: str | None = None) -> None:
     """cv2.imwrite(path, image, params) for any file name, all or nothing: the format is the suffix's.
 
     Encoded by OpenCV and written by Python, as lib.live.preprocess.read_image reads: OpenCV 5
     crashes the process (SIGSEGV) on a name that is not valid UTF-8. UserError when OpenCV has no
-    encoder for the suffix; WriteFailed (write_atomic) when the disk refuses."""
-    suffix = Path(path).suffix
-    try:
-        ok, data = cv2.imencode(suffix, image, list(params))
-    except cv2.error:  # no encoder for this suffix
-        ok = False
-    if not ok:
-        what = f"a {image.shape[1]}x{image.shape[0]} image as {suffix or 'a file without a suffix'}"
-        raise UserError(f"{_named(flag, Path(path))}: OpenCV cannot encode {what} (expected .jpg, .png, ...)")
+    encoder for the suffix (or not for this image); WriteFailed (write_atomic) when the disk refuses."""
+    data = _encode(Path(path).suffix, image, params)
+    if data is None:
+        raise _cannot_encode(Path(path), f"a {image.shape[1]}x{image.shape[0]} image", flag)
     write_atomic(path, lambda tmp: tmp.write_bytes(data.tobytes()), flag=flag)
 
 

@@ -15,7 +15,7 @@ import numpy as np
 import lib.training.inference  # noqa: F401  (fills the loader table: .pt and .ts files too)
 from lib.live.compose import Compositor, fit_background
 from lib.live.errors import UserError
-from lib.live.files import write_image
+from lib.live.files import check_picture_name, write_image
 from lib.live.preprocess import letterbox, read_image
 from lib.live.segmenter import load_segmenter
 from lib.tools.peers import MediaPipeSelfie, MeetSegmentation, PPHumanSeg
@@ -144,7 +144,7 @@ def _title(tile: np.ndarray, lines: list[str]) -> None:
 def save_picture(path: Path, models: list[tuple[str, object]], pairs: list[Pair], rows: int = 4) -> None:
     """About `rows` rows, spread over the data roots and each root: photo, then each model's mask overlay
     and blurred background (lib.live.compose.Compositor, as the webcam shows them), tiles turned to the
-    photos' orientation. JPEG, quality 80."""
+    photos' orientation. In the format of the name's suffix (.jpg: quality 80, .png, .webp, ...)."""
     mask, blur = Compositor("mask"), Compositor("blur")
     roots = len({p.root for p in pairs})
     chosen = spread_per_root(pairs, max(1, rows // roots))
@@ -163,10 +163,7 @@ def save_picture(path: Path, models: list[tuple[str, object]], pairs: list[Pair]
             if i == 0 or j == 0:  # column titles on the first row; every photo says where it is from
                 _title(row[j], title)
         grid.append(np.hstack(row))
-    try:
-        write_image(path, np.vstack(grid), [cv2.IMWRITE_JPEG_QUALITY, 80])
-    except UserError:  # no encoder for the suffix, or the disk refused (WriteFailed)
-        raise UserError(f"--picture {path}: could not write it (expected a .jpg name in a writable folder)") from None
+    write_image(path, np.vstack(grid), [cv2.IMWRITE_JPEG_QUALITY, 80], flag="--picture")
 
 
 def compare(
@@ -188,6 +185,8 @@ def compare(
     empty: people-free frames, on which the share of pixels called person is measured too."""
     if runs < 1:
         raise UserError(f"--runs {runs}: expected a positive number")
+    if picture:  # a suffix OpenCV cannot encode is refused before the models run, not after
+        check_picture_name(picture, "--picture")
     pairs, what = select_photos(data, gin_files, gin_params, split, limit)
     models = load_models(ckpts, peers, threads)
     # a webcam-like frame from a real photo: scaled to cover 640x480, centre crop

@@ -1,4 +1,5 @@
-"""Pictures for people: prediction grids, error maps and training curves, as PNG files."""
+"""Pictures for people: prediction grids, error maps and training curves, in the format of the name's
+suffix (.png, .jpg, .webp, ...; the curves are PNG)."""
 
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from lib.live.compose import blend, blurred, soften  # noqa: E402
-from lib.live.files import write_atomic  # noqa: E402
+from lib.live.files import write_atomic, write_image  # noqa: E402
 from lib.live.preprocess import to_bgr  # noqa: E402
 
 GUTTER = 128  # the neutral grey between a mosaic's tiles
@@ -46,7 +47,7 @@ def prediction_row(image_rgb: np.ndarray, truth: np.ndarray, prob: np.ndarray, w
 
 
 def save_grid(path: Path, rows: list[np.ndarray], titles: list[str] | None = None, row_height: int = 256) -> None:
-    """Stack rows (each resized to one height) into a PNG, with an optional caption per row."""
+    """Stack rows (each resized to one height) into one picture (save_picture), with an optional caption per row."""
     resized = []
     for i, row in enumerate(rows):
         scale = row_height / row.shape[0]
@@ -102,13 +103,12 @@ def _gutter(height: int, width: int) -> np.ndarray:
     return np.full((height, width, 3), GUTTER, np.uint8)
 
 
-def save_picture(path: Path, image_rgb: np.ndarray) -> None:
-    """Encoded here and written by Python: cv2.imwrite crashes on a path that is not UTF-8 (a run
-    folder or a --json name may be one), and a write that fails leaves no half picture."""
-    ok, data = cv2.imencode(".png", to_bgr(image_rgb))
-    if not ok:
-        raise RuntimeError(f"OpenCV could not encode a {image_rgb.shape} picture as PNG")
-    write_atomic(path, lambda tmp: tmp.write_bytes(data.tobytes()))
+def save_picture(path: Path, image_rgb: np.ndarray, flag: str | None = None) -> None:
+    """An RGB picture in the format of `path`'s suffix (.png, .jpg/.jpeg, .webp, ...: whatever OpenCV
+    encodes), through lib.live.files.write_image: any file name (cv2.imwrite crashes on one that is not
+    UTF-8; a run folder or a --json name may be one), and a write that fails leaves no half picture.
+    UserError naming `flag` and the file for a suffix OpenCV cannot encode (see check_picture_name)."""
+    write_image(path, to_bgr(image_rgb), flag=flag)
 
 
 def save_curves(path: Path, history: list[dict]) -> None:
