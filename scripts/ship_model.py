@@ -10,6 +10,7 @@ Each file is checked like export.py checks it; nothing in models/ is overwritten
 """
 
 import argparse
+import tempfile
 from pathlib import Path
 
 from lib.live.errors import UserError, cli_errors, run_cli
@@ -48,13 +49,21 @@ def main() -> None:
     shipped = ModelInfo(info.spec, info.prep, meta)
     calibration, check = webcam_like_frames(splits["train"], 64), webcam_like_frames(splits["val"], 32)
     out.mkdir(parents=True, exist_ok=True)
-    results = export_all(model, shipped, out, args.name, ["onnx", "half", "int8"], calibration=calibration,
-                         check_frames=check)  # fmt: skip
-    Path(results["half"]["path"]).replace(out / f"{args.name}.pt")  # the fp16 checkpoint is the shipped .pt
+    # all three files or none: made and checked in a staging folder beside them, moved in at the end,
+    # so a failed check (int8 masks too far from fp32's) leaves the shipped set as it was
+    with tempfile.TemporaryDirectory(prefix=f".{args.name}-", dir=out) as staging:
+        try:
+            results = export_all(model, shipped, Path(staging), args.name, ["onnx", "half", "int8"],
+                                 calibration=calibration, check_frames=check)  # fmt: skip
+        except RuntimeError as error:
+            raise UserError(f"nothing in {out} was replaced: {error}") from None
+        made = [Path(results[fmt]["path"]) for fmt in ("half", "onnx", "int8")]
+        for source, target in zip(made, targets, strict=True):
+            source.replace(target)  # the fp16 checkpoint is the shipped .pt
     for fmt, result in results.items():
         check_text = (f"masks agree with fp32 by IoU {result['mask_agreement']:.4f}" if fmt == "int8"
                       else f"max |diff| vs eager {result['max_abs_diff']:.1e}")  # fmt: skip
-        print(f"{fmt:<5} {result['path'].replace('_fp16.pt', '.pt')}  {check_text}")
+        print(f"{fmt:<5} {out / Path(result['path']).name.replace('_fp16.pt', '.pt')}  {check_text}")
     for target in targets:
         print(f"{target}: {target.stat().st_size / 2**20:.1f} MiB")
 

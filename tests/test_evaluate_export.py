@@ -212,6 +212,34 @@ class BrightnessConv(torch.nn.Module):
         return self.conv(x)
 
 
+class Strided(torch.nn.Module):
+    """A stem at full and half resolution, then a convolution at a quarter."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, 2, 1), torch.nn.ReLU(), torch.nn.Conv2d(8, 8, 3, 2, 1))
+        self.head = torch.nn.Conv2d(8, 1, 1)
+
+    def forward(self, x):
+        return torch.nn.functional.interpolate(self.head(self.stem(x)), size=x.shape[2:])
+
+
+def test_int8_keeps_the_stem_in_fp32_and_quantizes_the_rest(tmp_path, png_root, monkeypatch):
+    """The stem (full and half resolution) costs the most IoU when rounded: it stays fp32; the rest is int8."""
+    import onnx
+
+    import lib.training.export
+
+    monkeypatch.setattr(lib.training.export, "INT8_MIN_AGREEMENT", 0.0)  # an untrained network: its masks say nothing
+
+    root, _ = png_root
+    frames = [cv2.imread(str(p)) for p in sorted((root / "images").glob("*.png"))]
+    torch.manual_seed(0)
+    export_all(Strided().eval(), INFO, tmp_path, "s", ["int8"], calibration=frames[:3], check_frames=frames[:3])
+    ops = [node.op_type for node in onnx.load(str(tmp_path / "s_int8.onnx")).graph.node]
+    assert ops.count("Conv") == 2 and ops.count("QLinearConv") == 1, ops
+
+
 def test_int8_export_is_calibrated_checked_and_scores_like_fp32(tmp_path, png_root, monkeypatch):
     import lib.training.export
 
