@@ -25,8 +25,9 @@ from lib.live.segmenter import load_segmenter
 from lib.tools.evaluate import evaluate
 from lib.training.copy_paste import blend_in, cut_person
 from lib.training.export import INT8_MIN_AGREEMENT, export_onnx
+from lib.training.masks import read_mask
 from lib.training.model import build_model, create, read_checkpoint
-from lib.training.pairs import pairs_under, read_mask
+from lib.training.pairs import pairs_under
 
 MODELS = ROOT / "models"
 SAMPLES = [str(ROOT / "samples" / "portraits"), str(ROOT / "samples" / "fullbody")]

@@ -32,7 +32,6 @@ from PIL import Image, UnidentifiedImageError
 from lib.live.errors import UserError, shown
 from lib.live.preprocess import IMAGE_SUFFIXES, read_image, to_rgb
 from lib.training.masks import mask_survey
-from lib.training.masks import read_mask as read_mask  # also imported from here (tests/test_shipped_model.py)
 
 MIN_SIDE = 32  # the encoders downsample 5 times: a smaller photo has no pixel left at the bottom
 EXIF_ORIENTATION = 0x0112
