@@ -313,12 +313,11 @@ def test_a_shipped_models_split_leaves_out_a_root_the_clone_lacks(tmp_path, caps
     """A root this project makes (labelled groups) is not in a fresh clone: the other roots' test
     photos are scored (each root is split on its own), with a note; with no root here, the error."""
     from lib.training.data import DataRecipe
-    from lib.training.provenance import _roots_that_are_here
 
     here = tmp_path / "here"
     here.mkdir()
     recipe = DataRecipe((str(here), str(tmp_path / "made_by_labeller")))
-    assert _roots_that_are_here(recipe).roots == (str(here),)
+    assert recipe.without_missing_roots().roots == (str(here),)
     assert "made_by_labeller is not here" in capsys.readouterr().out
     nothing = DataRecipe((str(tmp_path / "a"), str(tmp_path / "b")))
-    assert _roots_that_are_here(nothing) == nothing
+    assert nothing.without_missing_roots() == nothing

@@ -4,7 +4,6 @@ import hashlib
 import os
 import signal
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -19,14 +18,9 @@ from lib.live.preprocess import Preprocess
 from lib.training.config import read_bindings
 from lib.training.copy_paste import SceneComposer, plate_split
 from lib.training.masks import IGNORE, read_target
-from lib.training.pairs import Pair, read_rgb, scan_root
-from lib.training.splits import SPLIT_NAMES, split_pairs
+from lib.training.pairs import Pair, read_rgb
+from lib.training.splits import DataRecipe
 from lib.training.transforms import EvalTransform, TrainTransform
-
-DATA_HINT = (
-    "Point make_splits.roots at your data, e.g. --gin-param \"make_splits.roots=['/data/people']\": "
-    "each root either the AISegment layout (clip_img/ + matting/) or images/ + masks/ (README, Data layouts)"
-)
 
 
 class EpochSampler(Sampler[int]):
@@ -162,52 +156,6 @@ class SegmentationDataset:
         return {"image": sample["image"], "mask": sample["mask"], "index": index}
 
 
-@dataclass(frozen=True)
-class DataRecipe:
-    """What a run trains on: data roots, the split and its seed. Plain data, recorded in the run
-    folder (run.json) and in every model file, so the same photos are found again from plain
-    arguments: the split is deterministic."""
-
-    roots: tuple[str, ...]
-    split: tuple[float, float, float] = (0.8, 0.1, 0.1)
-    seed: int = 0
-
-    def to_dict(self) -> dict:
-        return {"roots": list(self.roots), "split": list(self.split), "seed": self.seed}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "DataRecipe":
-        return cls(tuple(d["roots"]), tuple(d.get("split", cls.split)), int(d.get("seed", 0)))
-
-    def make(self) -> tuple[dict[str, list[Pair]], list[str]]:
-        """Scan each data root and split it on its own, so every split has the same mix of kinds.
-
-        Returns the splits and one report per root that had files left out.
-        """
-        if not self.roots:
-            raise UserError("make_splits.roots is empty: give at least one data folder")
-        splits = {name: [] for name in SPLIT_NAMES}
-        reports = []
-        for root in self.roots:
-            try:
-                scan = scan_root(root)
-            except UserError as error:
-                raise UserError(f"{error}. {DATA_HINT}") from None
-            if scan.report():
-                reports.append(scan.report())
-            reports += [f"warning: {note}" for note in scan.notes]
-            if not scan.pairs:
-                raise UserError(
-                    f"data root {root} ({scan.layout} layout) has no usable image/mask pairs"
-                    + (f":\n{scan.report()}" if scan.report() else "")
-                )
-            for name, pairs in split_pairs(scan.pairs, self.split, self.seed).items():
-                splits[name] += pairs
-        if not splits["train"]:
-            raise UserError(f"make_splits.split={tuple(self.split)} leaves no training pairs")
-        return splits, reports
-
-
 @gin.configurable("make_splits")  # the name recipes bind: make_splits.roots, .split, .seed
 def data_recipe(
     roots: list[str] = gin.REQUIRED,
@@ -230,7 +178,7 @@ def recipe_splits(gin_files: list[str], gin_params: list[str] = ()) -> dict[str,
     """The splits a recipe's run made, made again: roots, fractions and seed are read from the recipe
     (gin's global configuration untouched), and the split is deterministic, so these are the photos
     its run trained and was tested on."""
-    splits, reports = recipe_of_files(gin_files, gin_params).make()
+    splits, reports = recipe_of_files(gin_files, gin_params).without_missing_roots().make()
     for report in reports:
         print(report)
     return splits

@@ -7,7 +7,6 @@ carried `data`. A shipped model has no run folder (a clone has no experiments/),
 its recipe's split made again.
 """
 
-import dataclasses
 from pathlib import Path
 
 from lib import ROOT
@@ -39,7 +38,7 @@ def split_of(model_path: Path, info: ModelInfo, split: str) -> tuple[list[Pair],
     run_dir = find_run_dir(model_path, info)
     recipe, source = recipe_of(info)
     if run_dir is None and recipe is not None:
-        recipe = _roots_that_are_here(recipe)
+        recipe = recipe.without_missing_roots()
         splits, reports = recipe.make()
         for report in reports:
             print(report)
@@ -62,18 +61,6 @@ def split_of(model_path: Path, info: ModelInfo, split: str) -> tuple[list[Pair],
     if not pairs:
         raise UserError(f"--split {split}: the run {run_dir} has no pairs in that split")
     return pairs, run_dir
-
-
-def _roots_that_are_here(recipe: DataRecipe) -> DataRecipe:
-    """The recipe without the roots a clone lacks (a root made by this project, such as labelled
-    groups: models/README.md says how), when some are here. Each root is split on its own, so the
-    other roots' photos are the same without it."""
-    missing = [root for root in recipe.roots if not Path(root).exists()]
-    if not missing or len(missing) == len(recipe.roots):
-        return recipe  # nothing to leave out, or nothing left: make() names the first missing root
-    for root in missing:
-        print(f"note: data root {root} is not here (models/README.md says how it was made); scored without it")
-    return dataclasses.replace(recipe, roots=tuple(r for r in recipe.roots if r not in missing))
 
 
 def recipe_of(info: ModelInfo) -> tuple[DataRecipe | None, str]:

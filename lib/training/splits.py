@@ -4,15 +4,21 @@ folder keeps (splits/*.tsv: one pair a line, absolute paths).
 Split lists are UTF-8 text; a file name that is not UTF-8 keeps its bytes as they are on disk
 (surrogateescape), so the list names the same files when read back."""
 
+import dataclasses
 import random
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from lib.live.errors import UserError, shown
 from lib.live.files import write_atomic
-from lib.training.pairs import Pair
+from lib.training.pairs import Pair, scan_root
 
 SPLIT_NAMES = ("train", "val", "test")
+DATA_HINT = (
+    "Point make_splits.roots at your data, e.g. --gin-param \"make_splits.roots=['/data/people']\": "
+    "each root either the AISegment layout (clip_img/ + matting/) or images/ + masks/ (README, Data layouts)"
+)
 
 
 def split_pairs(pairs: list[Pair], split: Sequence[float], seed: int) -> dict[str, list[Pair]]:
@@ -83,3 +89,60 @@ def read_split(path: Path) -> list[Pair]:
             "or pass --data ROOT to score the data where it is now"
         )
     return pairs
+
+
+@dataclass(frozen=True)
+class DataRecipe:
+    """What a run trains on: data roots, the split and its seed. Plain data, recorded in the run
+    folder (run.json) and in every model file, so the same photos are found again from plain
+    arguments: the split is deterministic."""
+
+    roots: tuple[str, ...]
+    split: tuple[float, float, float] = (0.8, 0.1, 0.1)
+    seed: int = 0
+
+    def to_dict(self) -> dict:
+        return {"roots": list(self.roots), "split": list(self.split), "seed": self.seed}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "DataRecipe":
+        return cls(tuple(d["roots"]), tuple(d.get("split", cls.split)), int(d.get("seed", 0)))
+
+    def without_missing_roots(self) -> "DataRecipe":
+        """For scoring: the recipe without the roots a clone lacks (a root made by this project, such as
+        labelled groups: models/README.md says how), when some are here. Each root is split on its
+        own, so the other roots' photos are the same without it. Training keeps every root."""
+        missing = [root for root in self.roots if not Path(root).exists()]
+        if not missing or len(missing) == len(self.roots):
+            return self  # nothing to leave out, or nothing left: make() names the first missing root
+        for root in missing:
+            print(f"note: data root {root} is not here (models/README.md says how it was made); scored without it")
+        return dataclasses.replace(self, roots=tuple(r for r in self.roots if r not in missing))
+
+    def make(self) -> tuple[dict[str, list[Pair]], list[str]]:
+        """Scan each data root and split it on its own, so every split has the same mix of kinds.
+
+        Returns the splits and one report per root that had files left out.
+        """
+        if not self.roots:
+            raise UserError("make_splits.roots is empty: give at least one data folder")
+        splits = {name: [] for name in SPLIT_NAMES}
+        reports = []
+        for root in self.roots:
+            try:
+                scan = scan_root(root)
+            except UserError as error:
+                raise UserError(f"{error}. {DATA_HINT}") from None
+            if scan.report():
+                reports.append(scan.report())
+            reports += [f"warning: {note}" for note in scan.notes]
+            if not scan.pairs:
+                raise UserError(
+                    f"data root {root} ({scan.layout} layout) has no usable image/mask pairs"
+                    + (f":\n{scan.report()}" if scan.report() else "")
+                )
+            for name, pairs in split_pairs(scan.pairs, self.split, self.seed).items():
+                splits[name] += pairs
+        if not splits["train"]:
+            raise UserError(f"make_splits.split={tuple(self.split)} leaves no training pairs")
+        return splits, reports
