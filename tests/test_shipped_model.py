@@ -74,9 +74,7 @@ def test_each_int8_model_gives_the_masks_of_its_fp32_twin_on_this_cpu(name):
     the tests, so a CPU whose kernels saturate fails here (an emulated AVX2 laptop gave 0.874 with
     the 8-bit weights shipped before) instead of giving bad masks live."""
     frames = [cv2.imread(str(p.image_path)) for p in pairs_under([*SAMPLES, str(ROOT / "samples" / "scenes")])]
-    twin = MODELS / name.replace("_int8.onnx", ".onnx")
-    twin = twin if twin.is_file() else twin.with_suffix(".pt")  # fp16 weights computed in fp32
-    int8, fp32 = load_segmenter(MODELS / name), load_segmenter(twin)
+    int8, fp32 = load_segmenter(MODELS / name), load_segmenter(MODELS / name.replace("_int8.onnx", ".onnx"))
     inter = union = 0
     for frame in frames:
         ours, theirs = int8(frame) > 0.5, fp32(frame) > 0.5

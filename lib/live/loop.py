@@ -29,7 +29,7 @@ from lib.live.stop import StopSignals
 from lib.live.stream import Prefetch, Writer, timed_frames
 from lib.live.window import Display
 
-DEFAULT_MODEL = ROOT / "models" / "lite_int8.onnx"  # the shipped model, int8: 70 FPS here (models/README.md)
+DEFAULT_MODEL = ROOT / "models" / "lite_int8.onnx"  # the shipped model, int8 (models/README.md)
 
 
 def resolve_model(ckpt: str | None) -> Path:

@@ -7,7 +7,6 @@ Split lists are UTF-8 text; a file name that is not UTF-8 keeps its bytes as the
 import dataclasses
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from lib.live.errors import UserError, shown
@@ -91,7 +90,7 @@ def read_split(path: Path) -> list[Pair]:
     return pairs
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class DataRecipe:
     """What a run trains on: data roots, the split and its seed. Plain data, recorded in the run
     folder (run.json) and in every model file, so the same photos are found again from plain
