@@ -10,6 +10,7 @@ Each file is checked like export.py checks it; nothing in models/ is overwritten
 """
 
 import argparse
+import dataclasses
 import tempfile
 from pathlib import Path
 
@@ -19,6 +20,7 @@ with cli_errors():  # the training stack not installed: one line, exit status 2
     import lib.training.configurables  # noqa: F401  (checks the training stack, registers every gin configurable)
 from lib import ROOT
 from lib.live.model_info import ModelInfo
+from lib.live.preprocess import parse_input_size
 from lib.training.data import recipe_of_files
 from lib.training.export import export_all, webcam_like_frames
 from lib.training.model import load_checkpoint
@@ -32,6 +34,11 @@ def main() -> None:
     parser.add_argument("--name", default="lite", help="models/<name>.pt, <name>.onnx, <name>_int8.onnx")
     parser.add_argument("--out", default=str(ROOT / "models"))
     parser.add_argument("--replace", action="store_true", help="overwrite the shipped files (a better model)")
+    parser.add_argument(
+        "--input-size",
+        help="the input box the files describe, HEIGHTxWIDTH (default: the training's); "
+        "measure it first with evaluate.py --input-size",
+    )
     args = parser.parse_args()
     if not (ROOT / args.recipe).is_file():
         raise UserError(f"--recipe {args.recipe}: no such file in {ROOT}")
@@ -46,7 +53,12 @@ def main() -> None:
     meta = {k: v for k, v in info.meta.items() if k != "run_dir"} | {"recipe": args.recipe, "run": run_dir.name}
     # the data it trained on as plain values (runs record it; older ones take the recipe's)
     meta.setdefault("data", recipe_of_files([str(ROOT / args.recipe)]).to_dict())
-    shipped = ModelInfo(info.spec, info.prep, meta)
+    prep = info.prep
+    if args.input_size:
+        box = parse_input_size(args.input_size, "--input-size", prep.stride)
+        meta["trained_at"] = list(prep.input_size)  # the files run at another box than the batches had
+        prep = dataclasses.replace(prep, input_size=box)
+    shipped = ModelInfo(info.spec, prep, meta)
     calibration, check = webcam_like_frames(splits["train"], 64), webcam_like_frames(splits["val"], 32)
     out.mkdir(parents=True, exist_ok=True)
     # all three files or none: made and checked in a staging folder beside them, moved in at the end,

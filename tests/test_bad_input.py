@@ -143,6 +143,10 @@ CASES = {
                                     needs=("readonly",)),
     "evaluate --batch-size 0": ev("--ckpt {ckpt} --data {folder} --batch-size 0", 2, "--batch-size=0"),
     "evaluate --workers -1": ev("--ckpt {ckpt} --data {folder} --workers -1", 2, "--workers=-1"),
+    "evaluate --input-size not a size": ev("--ckpt {ckpt} --data {folder} --input-size big", 2,
+                                           "--input-size 'big': expected HEIGHTxWIDTH"),
+    "evaluate --input-size off the stride": ev("--ckpt {ckpt} --data {folder} --input-size 100x75", 2,
+                                               "--input-size 100x75: both sides must be positive multiples of 32"),
     "evaluate a missing --data root": ev("--ckpt {ckpt} --data /nowhere", 2, "/nowhere does not exist"),
     "evaluate the model's own training photos": ev(
         "--ckpt {run}/weights/last.pt --data {run_aiseg} --data {run_folder} --workers 0", 0,

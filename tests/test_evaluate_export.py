@@ -63,6 +63,9 @@ def test_metrics_are_exact_with_a_known_model(tmp_path, png_root):
     for key in ("iou", "mean_iou", "dice", "pixel_acc", "boundary_f"):
         assert result[key] == pytest.approx(1.0, abs=1e-12), key
     assert result["n"] == 5
+    assert result["input_size"] == list(INFO.prep.input_size)
+    larger = evaluate(str(perfect), data=[str(root)], progress=False, input_size="128x96")
+    assert larger["input_size"] == [128, 96] and larger["iou"] == pytest.approx(1.0, abs=1e-12)
 
     everything = export_onnx(Everything(), INFO, tmp_path / "all.onnx")
     result = evaluate(str(everything), data=[str(root)], json_out=str(tmp_path / "out" / "all.json"), progress=False)

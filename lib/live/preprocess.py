@@ -11,6 +11,8 @@ from dataclasses import asdict, dataclass
 import cv2
 import numpy as np
 
+from lib.live.errors import UserError
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")  # photos, masks and frames alike
@@ -77,6 +79,18 @@ class Preprocess:
     def fit_size(self, height: int, width: int) -> tuple[int, int]:
         """The size a picture is scaled to before padding: inside its box, aspect ratio kept."""
         return fit(height, width, self.box_for(height, width))
+
+
+def parse_input_size(text: str, flag: str, stride: int = 32) -> tuple[int, int]:
+    """'384x288' -> (384, 288): a network input box as the files describe it (height x width of the
+    training batches, turned to each picture's orientation), both sides multiples of the stride."""
+    try:
+        height, width = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise UserError(f"{flag} {text!r}: expected HEIGHTxWIDTH of the network's input, e.g. 384x288") from None
+    if min(height, width) < stride or height % stride or width % stride:
+        raise UserError(f"{flag} {text}: both sides must be positive multiples of {stride}")
+    return height, width
 
 
 def fit(height: int, width: int, box: tuple[int, int]) -> tuple[int, int]:

@@ -1,6 +1,7 @@
 """evaluate.py: score any model file on its run's split or on data roots, print a table, write json
 and a picture of the worst photos."""
 
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -9,6 +10,7 @@ from lib.live.checks import check_number
 from lib.live.errors import UserError, shown
 from lib.live.files import check_output_file, special, write_text
 from lib.live.model_info import ModelInfo
+from lib.live.preprocess import parse_input_size
 from lib.live.segmenter import load_segmenter
 from lib.training.failures import is_out_of_memory
 from lib.training.pairs import Pair, pairs_under
@@ -60,10 +62,13 @@ def evaluate(
     num_workers: int = 2,
     progress: bool = True,
     refine: bool = False,
+    input_size: str | None = None,
 ) -> dict:
     """Load any model file, score it, print a table, write json and pictures of the worst images.
 
     refine: scale each probability up to its photo along the photo's edges (the webcam's --refine).
+    input_size: 'HEIGHTxWIDTH', the network run at another input box than its file's (the networks
+    are fully convolutional: what a larger input buys, measured before shipping it).
     """
     check_number("--batch-size", batch_size, integer=True, low=1, high=4096)
     check_number("--workers", num_workers, integer=True, low=0, high=64)
@@ -71,6 +76,9 @@ def evaluate(
     model_path = Path(ckpt)
     segmenter = load_segmenter(model_path, backend=backend, device=device)
     segmenter.refine = refine
+    if input_size:
+        box = parse_input_size(input_size, "--input-size", segmenter.prep.stride)
+        segmenter.prep = dataclasses.replace(segmenter.prep, input_size=box)
     pairs, split, run_dir = select_pairs(model_path, segmenter.info, data, split)
     if data and (seen := trained_on(model_path, segmenter.info, pairs)):
         print(
@@ -92,10 +100,15 @@ def evaluate(
         split=split,
         tta=tta,
         refine=refine,
+        input_size=list(segmenter.prep.input_size),
         seconds=time.perf_counter() - start,
         data=sorted({p.root for p in pairs}),
     )
-    extras = (", flip TTA" if tta else "") + (", refined at full size" if refine else "")
+    extras = (
+        (f", input {input_size}" if input_size else "")
+        + (", flip TTA" if tta else "")
+        + (", refined at full size" if refine else "")
+    )
     print(f"{segmenter.name} on {split} ({len(pairs)} photos{extras}):")
     print(format_table(result))
     if out is not None:
