@@ -29,7 +29,7 @@ def main() -> None:
     parser.add_argument("--backend", choices=("torch", "torchscript", "onnx"), help="default: the file's own")
     parser.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1), help="image-decoding processes")
     parser.add_argument(
-        "--input-size", help="run the network at this input box instead of the file's, HEIGHTxWIDTH, e.g. 320x240"
+        "--input-size", help="run the network at this input box instead of the file's, HEIGHTxWIDTH, e.g. 384x288"
     )
     args = parser.parse_args()
     evaluate(
