@@ -31,6 +31,9 @@ def main() -> None:
     parser.add_argument(
         "--input-size", help="run the network at this input box instead of the file's, HEIGHTxWIDTH, e.g. 384x288"
     )
+    parser.add_argument(
+        "--landscape-size", help="the input box for photos wider than tall only, HEIGHTxWIDTH, e.g. 288x384"
+    )
     args = parser.parse_args()
     evaluate(
         args.ckpt,
@@ -44,6 +47,7 @@ def main() -> None:
         num_workers=args.workers,
         refine=args.refine,
         input_size=args.input_size,
+        landscape_size=args.landscape_size,
     )
 
 

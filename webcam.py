@@ -53,6 +53,12 @@ def parse_options() -> Options:
     add("--ckpt", help=f"model: .pt, .ts or .onnx (default {DEFAULT_MODEL.relative_to(ROOT)})")
     add("--backend", choices=BACKENDS, help="default: the file's own; a .pt can run as any")
     add("--device", help=f"cpu or cuda ({d.device})")
+    add(
+        "--landscape-size",
+        help="the network's input box for frames wider than tall, HEIGHTxWIDTH (default: the model file's; "
+        "the shipped default runs 224x384; 192x256 is faster and finds fewer small people)",
+    )
+    add("--input-size", help="the network's input box for every frame, HEIGHTxWIDTH, turned to its orientation")
     add("--threads", type=int, help="CPU threads per model run (default: cores / model workers)")
     add("--mode", choices=MODES, help="blur (default), replace (the default with --background), mask, alpha")
     add("--blur-strength", type=float, help=f"background blur radius, 1 = default ({d.blur_strength})")

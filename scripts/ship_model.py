@@ -10,7 +10,6 @@ Each file is checked like export.py checks it; nothing in models/ is overwritten
 """
 
 import argparse
-import dataclasses
 import tempfile
 from pathlib import Path
 
@@ -20,7 +19,7 @@ with cli_errors():  # the training stack not installed: one line, exit status 2
     import lib.training.configurables  # noqa: F401  (checks the training stack, registers every gin configurable)
 from lib import ROOT
 from lib.live.model_info import ModelInfo
-from lib.live.preprocess import parse_input_size
+from lib.live.preprocess import with_boxes
 from lib.training.data import recipe_of_files
 from lib.training.export import export_all, webcam_like_frames
 from lib.training.model import load_checkpoint
@@ -39,6 +38,11 @@ def main() -> None:
         help="the input box the files describe, HEIGHTxWIDTH (default: the training's); "
         "measure it first with evaluate.py --input-size",
     )
+    parser.add_argument(
+        "--landscape-size",
+        help="the input box for pictures wider than tall, HEIGHTxWIDTH (default: the portrait box turned); "
+        "measure it first with evaluate.py --landscape-size",
+    )
     args = parser.parse_args()
     if not (ROOT / args.recipe).is_file():
         raise UserError(f"--recipe {args.recipe}: no such file in {ROOT}")
@@ -54,10 +58,9 @@ def main() -> None:
     # the data it trained on as plain values (runs record it; older ones take the recipe's)
     meta.setdefault("data", recipe_of_files([str(ROOT / args.recipe)]).to_dict())
     prep = info.prep
-    if args.input_size:
-        box = parse_input_size(args.input_size, "--input-size", prep.stride)
+    if args.input_size or args.landscape_size:
         meta["trained_at"] = list(prep.input_size)  # the files run at another box than the batches had
-        prep = dataclasses.replace(prep, input_size=box)
+        prep = with_boxes(prep, args.input_size, args.landscape_size)
     shipped = ModelInfo(info.spec, prep, meta)
     calibration, check = webcam_like_frames(splits["train"], 64), webcam_like_frames(splits["val"], 32)
     out.mkdir(parents=True, exist_ok=True)

@@ -147,6 +147,8 @@ CASES = {
                                            "--input-size 'big': expected HEIGHTxWIDTH"),
     "evaluate --input-size off the stride": ev("--ckpt {ckpt} --data {folder} --input-size 100x75", 2,
                                                "--input-size 100x75: both sides must be positive multiples of 32"),
+    "evaluate --landscape-size portrait": ev("--ckpt {ckpt} --data {folder} --landscape-size 384x288", 2,
+                                             "--landscape-size 384x288: expected a box wider than tall"),
     "evaluate a missing --data root": ev("--ckpt {ckpt} --data /nowhere", 2, "/nowhere does not exist"),
     "evaluate the model's own training photos": ev(
         "--ckpt {run}/weights/last.pt --data {run_aiseg} --data {run_folder} --workers 0", 0,

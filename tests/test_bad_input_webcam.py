@@ -68,6 +68,8 @@ REFUSED = [
         "--size/--camera-size: 'big': expected WIDTHxHEIGHT",
     ),
     ((*CLIP, "--device", "gpu"), "--device gpu: expected cpu, cuda or cuda:N"),
+    ((*CLIP, "--landscape-size", "384x288"), "--landscape-size 384x288: expected a box wider than tall, e.g. 288x384"),
+    ((*CLIP, "--input-size", "200x150"), "--input-size 200x150: both sides must be positive multiples of 32"),
     ((*CLIP, "--output", "x.avi", "--fourcc", "XYZW"), "--fourcc XYZW: this OpenCV writes mp4v, MJPG, FFV1, XVID"),
     ((*CLIP, "--fourcc", "MJPG"), "--fourcc needs --output"),
     ((*CLIP, "--overwrite"), "--overwrite needs --output"),

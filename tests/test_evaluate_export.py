@@ -13,7 +13,7 @@ from helpers import ROOT, draw_pair
 
 from lib.live.errors import UserError
 from lib.live.model_info import ModelInfo, ModelSpec
-from lib.live.preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocess
+from lib.live.preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocess, prepare_frame, with_boxes
 from lib.live.segmenter import load_segmenter
 from lib.tools.evaluate import evaluate
 from lib.training.export import export_all, export_onnx, export_torchscript, verify
@@ -66,6 +66,8 @@ def test_metrics_are_exact_with_a_known_model(tmp_path, png_root):
     assert result["input_size"] == list(INFO.prep.input_size)
     larger = evaluate(str(perfect), data=[str(root)], progress=False, input_size="128x96")
     assert larger["input_size"] == [128, 96] and larger["iou"] == pytest.approx(1.0, abs=1e-12)
+    wide = evaluate(str(perfect), data=[str(root)], progress=False, landscape_size="64x128")
+    assert wide["input_size"] == [64, 64] and wide["landscape_size"] == [64, 128]
 
     everything = export_onnx(Everything(), INFO, tmp_path / "all.onnx")
     result = evaluate(str(everything), data=[str(root)], json_out=str(tmp_path / "out" / "all.json"), progress=False)
@@ -112,6 +114,28 @@ def test_every_format_matches_eager_at_two_sizes(tmp_path, tiny_checkpoint):
     import segmentation_models_pytorch as smp
 
     assert isinstance(smp.from_pretrained(str(tmp_path / "tiny_smp")), torch.nn.Module)
+
+
+def test_a_landscape_box_travels_in_every_file_and_feeds_wide_frames(tmp_path, tiny_checkpoint):
+    """A file may run pictures wider than tall at a larger box than its portrait box turned: every
+    format keeps the box, checks parity at it, and a wide frame goes in at that box."""
+    model, info = load_checkpoint(tiny_checkpoint)
+    info = ModelInfo(info.spec, Preprocess(input_size=(64, 64), landscape_size=(96, 128)), info.meta)
+    results = export_all(model, info, tmp_path, "wide", ["torchscript", "onnx", "half"])
+    assert results["onnx"]["sizes"] == [(64, 64), (96, 64), (96, 128)]
+    wide, tall = np.zeros((120, 200, 3), np.uint8), np.zeros((200, 120, 3), np.uint8)
+    for name, fmt in (("wide.ts", "torchscript"), ("wide.onnx", "onnx"), ("wide_fp16.pt", "half")):
+        prep = read_info(tmp_path / name, "torch" if fmt == "half" else fmt).prep
+        assert prep.landscape_size == (96, 128) and prep.input_size == (64, 64), name
+        assert prepare_frame(wide, prep)[0].shape == (1, 3, 96, 128)  # 77x128 of picture, padded to the stride
+        assert prepare_frame(tall, prep)[0].shape == (1, 3, 64, 64)  # portrait: the box as trained
+    # the flags: --input-size drops the file's landscape box, --landscape-size sets it alone
+    assert with_boxes(prep, "128x96", None) == Preprocess(input_size=(128, 96))
+    assert with_boxes(prep, None, "64x96").box_for(100, 200) == (64, 96)
+    assert with_boxes(prep, None, None) == prep
+    # a file written before the field existed reads as before, and writes no new key
+    old = Preprocess(input_size=(64, 64)).to_dict()
+    assert "landscape_size" not in old and Preprocess.from_dict(old).box_for(100, 200) == (64, 64)
 
 
 def test_parity_failure_is_reported(tmp_path, tiny_checkpoint):

@@ -19,7 +19,7 @@ from lib import ROOT
 from lib.live.compose import MODES, Compositor, TemporalSmoother
 from lib.live.errors import UserError
 from lib.live.options import BLUR_RANGE, Options, validate
-from lib.live.preprocess import Preprocess
+from lib.live.preprocess import Preprocess, with_boxes
 from lib.live.report import log, no_display, one_image, report, total_frames
 from lib.live.segmenter import Segmenter, load_segmenter
 from lib.live.sinks import DisplayUnavailable, Sink, VirtualCam, open_sink
@@ -131,6 +131,8 @@ def run(
                 threads = opts.threads or (max(1, (os.cpu_count() or 1) // opts.workers) if opts.workers > 1 else None)
                 # reader and writer threads share the cores: ONNX Runtime's idle threads must not spin
                 segmenter = load_segmenter(model_path, opts.backend, opts.device, threads, spin=not opts.pipeline)
+            if opts.input_size or opts.landscape_size:  # a smaller box is faster, a larger one finds smaller people
+                segmenter.prep = with_boxes(segmenter.prep, opts.input_size, opts.landscape_size)
             writer = Writer(sinks, threaded=opts.pipeline)
             reader = Prefetch(source) if opts.pipeline else None
             # a file shown in a window plays at its own frame rate; a live source sets its own pace

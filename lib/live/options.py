@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from lib.live.checks import check_number
 from lib.live.compose import MODES
 from lib.live.errors import UserError
+from lib.live.preprocess import Preprocess, with_boxes
 
 # field: (flag, lowest, highest, what it is). The bounds are where a value still means something:
 # a blur radius of 20x the default already covers the frame, and far beyond it OpenCV's kernel overflows.
@@ -55,6 +56,8 @@ class Options:
     show_stats: bool = True
     pipeline: bool = True
     workers: int = 1
+    input_size: str | None = None  # 'HEIGHTxWIDTH': the network's input box instead of the file's
+    landscape_size: str | None = None  # the same for frames wider than tall only
 
 
 def check_ranges(opts: Options) -> None:
@@ -74,6 +77,7 @@ def _span(low, high) -> str:
 def validate(opts: Options, more_sinks: bool = False) -> None:
     """Everything that can be said about the settings alone, before a file is opened."""
     check_ranges(opts)
+    with_boxes(Preprocess(input_size=(256, 192)), opts.input_size, opts.landscape_size)  # the checks, before any file
     if opts.device != "cpu" and not re.fullmatch(r"cuda(:\d+)?", opts.device):
         raise UserError(f"--device {opts.device}: expected cpu, cuda or cuda:N")
     if opts.mode not in MODES:

@@ -4,9 +4,11 @@ One place for it, so training validation, evaluate.py, the exported files and th
 feed the model exactly the same pixels. The aspect ratio is never squashed: the picture is
 scaled to fit the model's input box (turned to match the picture's orientation, so a landscape
 webcam frame gets a landscape box) and padded, and the padding is cut off the prediction again.
+A model file may name a larger box for landscape pictures than its portrait box turned: in a 16:9
+frame the person is 144 pixels tall at most in a 192x256 box, against 256 in a portrait photo.
 """
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import cv2
 import numpy as np
@@ -58,9 +60,13 @@ class Preprocess:
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
     stride: int = 32  # height and width fed to the model are multiples of this
+    landscape_size: tuple[int, int] | None = None  # (height, width) for pictures wider than tall; None: turned
 
     def to_dict(self) -> dict:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+        d = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+        if d["landscape_size"] is None:
+            del d["landscape_size"]  # the files written before it had none: their meta stays as it was
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "Preprocess":
@@ -69,12 +75,21 @@ class Preprocess:
             mean=tuple(d["mean"]),
             std=tuple(d["std"]),
             stride=int(d.get("stride", 32)),
+            landscape_size=tuple(d["landscape_size"]) if d.get("landscape_size") else None,
         )
 
     def box_for(self, height: int, width: int) -> tuple[int, int]:
-        """The input box turned to the picture's orientation (the model is fully convolutional)."""
+        """The input box turned to the picture's orientation (the model is fully convolutional), or
+        the landscape box where the file names one and the picture is wider than tall."""
         long_side, short_side = max(self.input_size), min(self.input_size)
-        return (long_side, short_side) if height >= width else (short_side, long_side)
+        if height >= width:
+            return long_side, short_side
+        return self.landscape_size or (short_side, long_side)
+
+    def boxes_text(self) -> str:
+        """'256x192' or '256x192, landscape 288x384': the boxes as the flags take them."""
+        text = "x".join(map(str, self.input_size))
+        return text + (f", landscape {'x'.join(map(str, self.landscape_size))}" if self.landscape_size else "")
 
     def fit_size(self, height: int, width: int) -> tuple[int, int]:
         """The size a picture is scaled to before padding: inside its box, aspect ratio kept."""
@@ -91,6 +106,22 @@ def parse_input_size(text: str, flag: str, stride: int = 32) -> tuple[int, int]:
     if min(height, width) < stride or height % stride or width % stride:
         raise UserError(f"{flag} {text}: both sides must be positive multiples of {stride}")
     return height, width
+
+
+def with_boxes(prep: Preprocess, input_size: str | None, landscape_size: str | None) -> Preprocess:
+    """prep with the boxes a user asked for (the flags --input-size and --landscape-size).
+
+    --input-size sets the box for every picture, turned to its orientation (a landscape box the file
+    names is dropped with it); --landscape-size sets the box for pictures wider than tall only."""
+    if input_size:
+        box = parse_input_size(input_size, "--input-size", prep.stride)
+        prep = replace(prep, input_size=box, landscape_size=None)
+    if landscape_size:
+        box = parse_input_size(landscape_size, "--landscape-size", prep.stride)
+        if box[0] >= box[1]:
+            raise UserError(f"--landscape-size {landscape_size}: expected a box wider than tall, e.g. 288x384")
+        prep = replace(prep, landscape_size=box)
+    return prep
 
 
 def fit(height: int, width: int, box: tuple[int, int]) -> tuple[int, int]:

@@ -1,7 +1,6 @@
 """evaluate.py: score any model file on its run's split or on data roots, print a table, write json
 and a picture of the worst photos."""
 
-import dataclasses
 import json
 import time
 from pathlib import Path
@@ -10,7 +9,7 @@ from lib.live.checks import check_number
 from lib.live.errors import UserError, shown
 from lib.live.files import check_output_file, special, write_text
 from lib.live.model_info import ModelInfo
-from lib.live.preprocess import parse_input_size
+from lib.live.preprocess import with_boxes
 from lib.live.segmenter import load_segmenter
 from lib.training.failures import is_out_of_memory
 from lib.training.pairs import Pair, pairs_under
@@ -63,12 +62,14 @@ def evaluate(
     progress: bool = True,
     refine: bool = False,
     input_size: str | None = None,
+    landscape_size: str | None = None,
 ) -> dict:
     """Load any model file, score it, print a table, write json and pictures of the worst images.
 
     refine: scale each probability up to its photo along the photo's edges (the webcam's --refine).
     input_size: 'HEIGHTxWIDTH', the network run at another input box than its file's (the networks
     are fully convolutional: what a larger input buys, measured before shipping it).
+    landscape_size: 'HEIGHTxWIDTH', the box for photos wider than tall only.
     """
     check_number("--batch-size", batch_size, integer=True, low=1, high=4096)
     check_number("--workers", num_workers, integer=True, low=0, high=64)
@@ -76,9 +77,7 @@ def evaluate(
     model_path = Path(ckpt)
     segmenter = load_segmenter(model_path, backend=backend, device=device)
     segmenter.refine = refine
-    if input_size:
-        box = parse_input_size(input_size, "--input-size", segmenter.prep.stride)
-        segmenter.prep = dataclasses.replace(segmenter.prep, input_size=box)
+    segmenter.prep = with_boxes(segmenter.prep, input_size, landscape_size)
     pairs, split, run_dir = select_pairs(model_path, segmenter.info, data, split)
     if data and (seen := trained_on(model_path, segmenter.info, pairs)):
         print(
@@ -101,11 +100,12 @@ def evaluate(
         tta=tta,
         refine=refine,
         input_size=list(segmenter.prep.input_size),
+        landscape_size=list(segmenter.prep.box_for(3, 4)),  # the box a landscape photo gets
         seconds=time.perf_counter() - start,
         data=sorted({p.root for p in pairs}),
     )
     extras = (
-        (f", input {input_size}" if input_size else "")
+        (f", input {segmenter.prep.boxes_text()}" if input_size or landscape_size else "")
         + (", flip TTA" if tta else "")
         + (", refined at full size" if refine else "")
     )

@@ -39,9 +39,10 @@ INT8_MIN_AGREEMENT = 0.97
 
 
 def check_sizes(prep: Preprocess) -> list[tuple[int, int]]:
-    """Two input sizes for parity checks: the training box and its landscape turn."""
+    """Input sizes for parity checks: the training box, its landscape turn, and the file's landscape box."""
     h, w = prep.input_size
-    return [(h, w), (w, h) if w != h else (h + prep.stride, w)]
+    sizes = [(h, w), (w, h) if w != h else (h + prep.stride, w)]
+    return sizes + ([prep.landscape_size] if prep.landscape_size and prep.landscape_size not in sizes else [])
 
 
 def export_torchscript(model: nn.Module, info: ModelInfo, path: Path) -> Path:
@@ -76,8 +77,8 @@ def export_half(model: nn.Module, info: ModelInfo, path: Path) -> Path:
 
 
 def webcam_like_frames(pairs: list[Pair], n: int) -> list[np.ndarray]:
-    """n photos spread over `pairs`, every other one cropped to a 640x480 landscape frame: int8
-    ranges then cover both orientations the model is fed."""
+    """n photos spread over `pairs`, two in three cropped to a landscape frame, 4:3 (640x480) and
+    16:9 (854x480) in turn: int8 ranges then cover the shapes the model is fed, each at its box."""
     chosen = pairs[:: max(1, len(pairs) // n)][:n]
     frames = []
     for i, pair in enumerate(chosen):
@@ -85,7 +86,7 @@ def webcam_like_frames(pairs: list[Pair], n: int) -> list[np.ndarray]:
             image = read_photo(pair.image_path)
         except OSError as error:
             raise UserError(f"{error} (a calibration photo)") from None
-        frames.append(image if i % 2 == 0 else fit_background(image, (480, 640)))
+        frames.append(image if i % 3 == 0 else fit_background(image, (480, 640) if i % 3 == 1 else (480, 854)))
     return frames
 
 
