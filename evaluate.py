@@ -29,7 +29,9 @@ def main() -> None:
     parser.add_argument("--backend", choices=("torch", "torchscript", "onnx"), help="default: the file's own")
     parser.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1), help="image-decoding processes")
     parser.add_argument(
-        "--input-size", help="run the network at this input box instead of the file's, HEIGHTxWIDTH, e.g. 384x288"
+        "--input-size",
+        help="run the network at this input box instead of the file's, HEIGHTxWIDTH, e.g. 384x288 "
+        "(every picture, turned to its orientation; with --landscape-size, pictures taller than wide only)",
     )
     parser.add_argument(
         "--landscape-size", help="the input box for photos wider than tall only, HEIGHTxWIDTH, e.g. 288x384"
