@@ -70,7 +70,7 @@ def test_load_segmenter_and_init_from_take_the_shipped_model():
 
 def test_the_shipped_files_run_landscape_frames_at_the_larger_box_of_the_card():
     """Portraits at the training's 256x192, pictures wider than tall at 224x384 (models/README.md,
-    "Two boxes"): the same in all three files, so a re-ship that drops the box fails here."""
+    "Two input boxes"): the same in all three files, so a re-ship that drops the box fails here."""
     preps = [load_segmenter(MODELS / name).prep for name in ("lite.onnx", "lite.pt", "lite_int8.onnx")]
     assert preps[1] == preps[0] and preps[2] == preps[0]
     assert preps[0].box_for(800, 600) == (256, 192) and preps[0].box_for(480, 640) == (224, 384)
